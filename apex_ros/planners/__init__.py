@@ -1,0 +1,35 @@
+"""Planner registry: every planner shares the Planner interface (planners/base.py)."""
+from ..config import from_dict
+from ..errors import ApexError
+from ..rollout import OpenLoopRollouts
+from .base import Planner, PlanResult
+from .icem import ICEM, ICEMConfig
+from .random_shooting import RandomShooting
+
+PLANNERS = {cls.name: cls for cls in (
+    ICEM,
+    RandomShooting,
+)}
+
+
+def planner_class(name: str) -> type:
+    if name not in PLANNERS:
+        raise ApexError(f'unknown planner {name!r}; known planners: {", ".join(sorted(PLANNERS))}')
+    return PLANNERS[name]
+
+
+def planner_config(name: str, settings: dict | None = None, where: str = 'planner'):
+    """Typed, validated config of planner `name` from a mapping of its settings."""
+    return from_dict(planner_class(name).Config, settings or {}, where)
+
+
+def make_planner(task, name: str = 'icem', settings: dict | None = None, threads: int = 1,
+                 policy=None, seed: int = 0, rollouts=None) -> Planner:
+    cls = planner_class(name)
+    cfg = settings if isinstance(settings, cls.Config) else planner_config(name, settings)
+    rollouts = rollouts or OpenLoopRollouts(task, threads)
+    return cls(task, cfg, rollouts, policy=policy, seed=seed)
+
+
+__all__ = ['PLANNERS', 'Planner', 'PlanResult', 'ICEM', 'ICEMConfig', 'make_planner',
+           'planner_class', 'planner_config']

@@ -1,0 +1,48 @@
+"""The planner interface every expert implements (iCEM, random shooting; CEM-GD and MPPI
+follow): construct with a task, a config dataclass, rollouts, a policy and a seed;
+`reset()` at the start of an episode; `plan(state)` once per control step."""
+import dataclasses
+
+import numpy as np
+
+from ..policy import as_policy
+
+
+@dataclasses.dataclass
+class PlanResult:
+    action: np.ndarray          # (nu,) the action to execute now
+    sequence: np.ndarray        # (H, nu) the best action sequence found
+    cost: float                 # its total cost f = J + sum_j lambda_j C_j
+    main_cost: float            # its main cost J (negative horizon return)
+    info: dict                  # planner-specific diagnostics (lambdas, samples, timings)
+
+
+class Planner:
+    name = ''
+    Config = None
+
+    def __init__(self, task, config, rollouts, policy=None, seed: int = 0):
+        self.task = task
+        self.cfg = config
+        self.rollouts = rollouts
+        self.policy = None
+        self.set_policy(policy)
+        self.seed = seed
+        self.reset(seed)
+
+    def set_policy(self, policy):
+        """Use `policy` (torch module, onnxruntime session/path, callable or None) from now on."""
+        self.policy = as_policy(policy, self.task)
+
+    def reset(self, seed: int | None = None):
+        """Start a new episode: forget step-to-step memory; optionally re-seed."""
+        if seed is not None:
+            self.seed = seed
+        self.rng = np.random.default_rng(self.seed)
+
+    def plan(self, state, warmstart=None, mocap=None) -> PlanResult:
+        raise NotImplementedError
+
+    @property
+    def samples_per_step(self) -> int:
+        raise NotImplementedError
