@@ -49,6 +49,12 @@ def _check_type(value, annotation, where):
         if not isinstance(value, str):
             raise ConfigError(f'{where}: expected a string, got {value!r}')
         return value
+    if origin is list or annotation is list:
+        if not isinstance(value, list):
+            raise ConfigError(f'{where}: expected a list, got {value!r}')
+        inner = typing.get_args(annotation)
+        return [_check_type(v, inner[0], f'{where}[{i}]') if inner else v
+                for i, v in enumerate(value)]
     if origin is dict or annotation is dict:
         if not isinstance(value, dict):
             raise ConfigError(f'{where}: expected a mapping, got {value!r}')

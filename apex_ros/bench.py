@@ -1,0 +1,85 @@
+"""Benchmarks (never timed unit tests): measured numbers written as JSON."""
+import dataclasses
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+from .mpc import run_mpc
+from .planners import make_planner
+from .util import atomic_write_text
+
+
+def environment() -> dict:
+    return {'mujoco_version': mujoco.__version__, 'numpy_version': np.__version__,
+            'python': platform.python_version(), 'machine': platform.machine(),
+            'cpu_count': os.cpu_count(), 'command': ' '.join(sys.argv),
+            'date': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
+
+
+def bench_planner(run_cfg, budget: int | None, threads: int, steps: int, seed: int = 0,
+                  progress: bool = True) -> dict:
+    """Run MPC for `steps` control steps; time every plan() and the physics inside it."""
+    overrides = {} if budget is None else {'budget': budget}
+    planner_cfg = dataclasses.replace(run_cfg.planner, **overrides)
+    planner_cfg.validate()
+    task = run_cfg.make_task()
+    planner = make_planner(task, run_cfg.planner_name, planner_cfg, threads=threads, seed=seed)
+    label = f'bench {task.name} budget={getattr(planner_cfg, "budget", "?")} threads={threads}'
+    ep = run_mpc(task, planner, seed=seed, steps=steps, progress=label if progress else None)
+    planner.rollouts.close()
+    plan_ms = ep.plan_seconds * 1e3
+    sim_ms = ep.sim_seconds * 1e3
+    result = {
+        'task': task.name, 'planner': run_cfg.planner_name,
+        'budget': getattr(planner_cfg, 'budget', None),
+        'samples_per_step': planner.samples_per_step,
+        'threads': threads, 'steps': steps, 'seed': seed,
+        'plan_ms_median': float(np.median(plan_ms)),
+        'plan_ms_p95': float(np.percentile(plan_ms, 95)),
+        'sim_ms_median': float(np.median(sim_ms)),
+        'overhead_ratio': float(np.median(plan_ms) / np.median(sim_ms)),
+        'planning_hz': float(1e3 / np.median(plan_ms)),
+        'return': ep.ret,
+        'success': ep.success,
+    }
+    result.update(environment())
+    return result
+
+
+def write_json(path, data: dict):
+    path = Path(path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + '\n')
+
+
+def bench_apex(run_cfg, workdir=None, progress: bool = True) -> dict:
+    """Run APEX iterations in `workdir` (a temp dir by default); time each phase."""
+    import tempfile
+    from .apex import ApexTrainer
+    with tempfile.TemporaryDirectory(prefix='apex-bench-') as tmp:
+        trainer = ApexTrainer(run_cfg, workdir or tmp, progress=progress)
+        t0 = time.perf_counter()
+        trainer.run()
+        total = time.perf_counter() - t0
+        metrics = trainer.metrics
+    n = len(metrics)
+
+    def mean_of(*keys):
+        return float(np.mean([sum(m.get(k, 0.0) for k in keys) for m in metrics]))
+    result = {
+        'task': run_cfg.task.name, 'budget': getattr(run_cfg.planner, 'budget', None),
+        'threads': run_cfg.rollout.threads, 'iterations': n,
+        'seconds_per_iteration': total / n,
+        'expert_seconds': mean_of('expert_seconds'),
+        'dagger_seconds': mean_of('dagger_seconds'),
+        'training_seconds': mean_of('train_expert_seconds', 'train_dagger_seconds'),
+        'expert_return': [m['expert_return'] for m in metrics],
+        'policy_return': [m['policy_return'] for m in metrics],
+    }
+    result.update(environment())
+    return result

@@ -1,0 +1,227 @@
+"""`apex-ros`: the one command-line entry point (subcommands, --help on each)."""
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from .errors import ApexError
+from .tasks import DEFAULT_TASK, TASKS
+
+
+def _add_run_args(p, budget_help='sampled sequences per planning step (overrides the config)'):
+    p.add_argument('--task', default=DEFAULT_TASK, help=f'task name (default: {DEFAULT_TASK}); '
+                   f'known: {", ".join(sorted(TASKS))}')
+    p.add_argument('--config', help='YAML config (default: config/<task>.yaml)')
+    p.add_argument('--budget', type=int, help=budget_help)
+    p.add_argument('--threads', type=int, help='rollout threads (default: from the config)')
+    p.add_argument('--seed', type=int, help='random seed (default: from the config)')
+
+
+def _load(args, overrides=None):
+    from .run_config import load_run_config
+    overrides = dict(overrides or {})
+    if args.budget is not None:
+        overrides['planner'] = {'budget': args.budget}
+    if args.threads is not None:
+        overrides['rollout'] = {'threads': args.threads}
+    if args.seed is not None:
+        overrides['seed'] = args.seed
+    return load_run_config(args.task, args.config, overrides)
+
+
+def cmd_tasks(args):
+    from .tasks import make_task
+    print(f'{"task":<20} {"obs":>4} {"act":>4} {"rate Hz":>8} {"steps":>6}  model')
+    for name in sorted(TASKS):
+        t = make_task(name)
+        print(f'{name:<20} {t.obs_dim:>4} {t.nu:>4} {1 / t.dt:>8.1f} {t.episode_steps:>6}  '
+              f'{t.model_file}')
+    return 0
+
+
+def cmd_mpc(args):
+    from .mpc import run_mpc
+    cfg = _load(args)
+    task = cfg.make_task()
+    planner = cfg.make_planner(task)
+    steps = args.steps or task.episode_steps
+    print(f'MPC: {cfg.planner_name} on {task.name}, {planner.samples_per_step} samples/step, '
+          f'horizon {planner.cfg.horizon}, {planner.rollouts.threads} rollout thread(s), '
+          f'{steps} steps of {task.dt * 1e3:.0f} ms (config {cfg.path})')
+    returns, successes, hz = [], [], []
+    t0 = time.perf_counter()
+    for e in range(args.episodes):
+        seed = cfg.seed + e
+        ep = run_mpc(task, planner, seed=seed, steps=steps,
+                     progress=None if args.quiet else f'episode {e + 1}/{args.episodes}')
+        rate = 1.0 / np.median(ep.plan_seconds)
+        returns.append(ep.ret)
+        successes.append(ep.success)
+        hz.append(rate)
+        print(f'episode {e + 1}: return {ep.ret:.2f}'
+              + ('' if ep.success is None else f', success {ep.success}')
+              + f', planning {rate:.1f} Hz (median {np.median(ep.plan_seconds) * 1e3:.1f} ms, '
+              f'physics {np.median(ep.sim_seconds) * 1e3:.1f} ms per step)')
+    planner.rollouts.close()
+    print(f'return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {args.episodes} '
+          f'episode(s)' + ('' if successes[0] is None else
+                           f', success rate {np.mean(successes):.2f}')
+          + f'; planning {np.mean(hz):.1f} Hz vs control rate {1 / task.dt:.1f} Hz; '
+          f'wall {time.perf_counter() - t0:.1f} s')
+    return 0
+
+
+def cmd_bench_planner(args):
+    from .bench import bench_planner, write_json
+    cfg = _load(args)
+    threads = args.threads or cfg.rollout.threads
+    result = bench_planner(cfg, args.budget, threads, args.steps, seed=cfg.seed,
+                           progress=not args.quiet)
+    write_json(args.json, result)
+    print(f'{result["task"]} budget {result["budget"]} threads {threads}: plan '
+          f'{result["plan_ms_median"]:.2f} ms median ({result["planning_hz"]:.1f} Hz), physics '
+          f'{result["sim_ms_median"]:.2f} ms, overhead ratio {result["overhead_ratio"]:.3f}, '
+          f'return {result["return"]:.1f} over {args.steps} steps -> {args.json}')
+    return 0
+
+
+def cmd_train(args):
+    from .apex import ApexTrainer
+    overrides = {}
+    if args.iterations is not None:
+        overrides['apex'] = {'iterations': args.iterations}
+    cfg = _load(args, overrides)
+    trainer = ApexTrainer(cfg, args.out, resume=args.resume, shards=args.dataset or (),
+                          progress=not args.quiet)
+    print(f'APEX on {trainer.task.name}: {trainer.apex.iterations} iterations, expert '
+          f'{cfg.planner_name} budget {trainer.planner.samples_per_step}/step with '
+          f'{cfg.rollout.threads} rollout thread(s), ablation {trainer.apex.ablation}; '
+          f'run dir {trainer.out}')
+    summary = trainer.run()
+    print(f'final policy return {summary["final_policy_return"]:.2f} ± '
+          f'{summary["final_policy_return_std"]:.2f} (expert {summary["final_expert_return"]:.2f})'
+          + (f', success rate {summary["final_policy_success_rate"]:.2f}'
+             if 'final_policy_success_rate' in summary else ''))
+    print(f'bundle: {summary["policy_bundle"]}\nlearning curve: {summary["learning_curve"]}\n'
+          f'metrics: {summary["metrics"]}')
+    return 0
+
+
+def cmd_eval(args):
+    from .bundle import PolicyBundle
+    from .export import task_signature
+    from .mpc import planner_actor, policy_actor, run_episode
+    cfg = _load(args)
+    task = cfg.make_task()
+    policy = None
+    if args.policy:
+        policy = PolicyBundle(args.policy)
+        policy.check_signature(task_signature(task))
+    if args.expert:
+        planner = cfg.make_planner(task, policy=policy)
+        what = f'expert {cfg.planner_name} ({planner.samples_per_step} samples/step)' + (
+            f' guided by {args.policy}' if policy else '')
+    elif policy is None:
+        raise ApexError('eval needs --policy BUNDLE, or --expert for the planner alone')
+    else:
+        what = f'policy {args.policy} (APEX iteration {policy.meta["apex_iteration"]})'
+    print(f'evaluating {what} on {task.name}, {args.episodes} episode(s)')
+    returns, successes = [], []
+    for e in range(args.episodes):
+        seed = cfg.seed + 7919 * (e + 1)
+        act = planner_actor(planner, seed) if args.expert else policy_actor(task, policy.act)
+        ep = run_episode(task, act, seed, progress=None if args.quiet else
+                         f'episode {e + 1}/{args.episodes}')
+        returns.append(ep.ret)
+        successes.append(ep.success)
+        print(f'episode {e + 1}: return {ep.ret:.2f}'
+              + ('' if ep.success is None else f', success {ep.success}'))
+    print(f'return {np.mean(returns):.2f} ± {np.std(returns):.2f}'
+          + ('' if successes[0] is None else f', success rate {np.mean(successes):.2f}'))
+    return 0
+
+
+def cmd_bench_apex(args):
+    from .bench import bench_apex, write_json
+    overrides = {'apex': {'iterations': args.iterations}}
+    cfg = _load(args, overrides)
+    result = bench_apex(cfg, args.workdir, progress=not args.quiet)
+    write_json(args.json, result)
+    print(f'{result["task"]}: {result["seconds_per_iteration"]:.1f} s per APEX iteration '
+          f'(expert {result["expert_seconds"]:.1f}, dagger {result["dagger_seconds"]:.1f}, '
+          f'training {result["training_seconds"]:.1f}) -> {args.json}')
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog='apex-ros', description='APEX policy extraction from an iCEM_pi MuJoCo planner.')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+
+    p = sub.add_parser('tasks', help='list the registered tasks')
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser('mpc', help='run the planner as an MPC controller and report return '
+                       'and planning rate')
+    _add_run_args(p)
+    p.add_argument('--steps', type=int, help='control steps per episode (default: the task\'s)')
+    p.add_argument('--episodes', type=int, default=1)
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.set_defaults(func=cmd_mpc)
+
+    p = sub.add_parser('train', help='extract a policy with APEX (guided expert + DAgger)')
+    _add_run_args(p)
+    p.add_argument('--out', required=True, help='run directory (bundles, metrics, plot, '
+                   'checkpoint)')
+    p.add_argument('--resume', action='store_true', help='continue the run in --out')
+    p.add_argument('--iterations', type=int, help='APEX iterations (overrides the config)')
+    p.add_argument('--dataset', nargs='+', metavar='SHARD', help='dataset shards to add')
+    p.add_argument('--quiet', action='store_true', help='no progress bars')
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser('eval', help='evaluate a policy bundle, or the expert planner')
+    _add_run_args(p)
+    p.add_argument('--policy', help='policy bundle (.onnx)')
+    p.add_argument('--expert', action='store_true', help='evaluate the planner (guided by '
+                   '--policy if given)')
+    p.add_argument('--episodes', type=int, default=5)
+    p.add_argument('--quiet', action='store_true')
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser('bench', help='benchmarks that write JSON')
+    bench = p.add_subparsers(dest='bench', metavar='BENCH', required=True)
+    b = bench.add_parser('planner', help='MPC timing: plan vs physics time, overhead ratio')
+    _add_run_args(b)
+    b.add_argument('--steps', type=int, default=100, help='MPC steps to time (default 100)')
+    b.add_argument('--json', required=True, help='where to write the result')
+    b.add_argument('--quiet', action='store_true')
+    b.set_defaults(func=cmd_bench_planner)
+    b = bench.add_parser('apex', help='wall time per APEX iteration and its phases')
+    _add_run_args(b)
+    b.add_argument('--iterations', type=int, default=1)
+    b.add_argument('--json', required=True, help='where to write the result')
+    b.add_argument('--workdir', help='run directory (default: a temporary one)')
+    b.add_argument('--quiet', action='store_true')
+    b.set_defaults(func=cmd_bench_apex)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except ApexError as e:
+        print(f'apex-ros: error: {e}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('apex-ros: interrupted', file=sys.stderr)
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())
