@@ -1,5 +1,4 @@
 """Benchmarks (never timed unit tests): measured numbers written as JSON."""
-import dataclasses
 import json
 import os
 import platform
@@ -22,12 +21,10 @@ def environment() -> dict:
             'date': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
 
 
-def bench_planner(run_cfg, budget: int | None, threads: int, steps: int, seed: int = 0,
+def bench_planner(run_cfg, threads: int, steps: int, seed: int = 0,
                   progress: bool = True) -> dict:
     """Run MPC for `steps` control steps; time every plan() and the physics inside it."""
-    overrides = {} if budget is None else {'budget': budget}
-    planner_cfg = dataclasses.replace(run_cfg.planner, **overrides)
-    planner_cfg.validate()
+    planner_cfg = run_cfg.planner
     task = run_cfg.make_task()
     planner = make_planner(task, run_cfg.planner_name, planner_cfg, threads=threads, seed=seed)
     label = f'bench {task.name} budget={getattr(planner_cfg, "budget", "?")} threads={threads}'

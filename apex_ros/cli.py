@@ -13,6 +13,7 @@ def _add_run_args(p, budget_help='sampled sequences per planning step (overrides
     p.add_argument('--task', default=DEFAULT_TASK, help=f'task name (default: {DEFAULT_TASK}); '
                    f'known: {", ".join(sorted(TASKS))}')
     p.add_argument('--config', help='YAML config (default: config/<task>.yaml)')
+    p.add_argument('--planner', help='planner to use instead of the config\'s planner.name')
     p.add_argument('--budget', type=int, help=budget_help)
     p.add_argument('--threads', type=int, help='rollout threads (default: from the config)')
     p.add_argument('--seed', type=int, help='random seed (default: from the config)')
@@ -27,7 +28,7 @@ def _load(args, overrides=None):
         overrides['rollout'] = {'threads': args.threads}
     if args.seed is not None:
         overrides['seed'] = args.seed
-    return load_run_config(args.task, args.config, overrides)
+    return load_run_config(args.task, args.config, overrides, planner=args.planner)
 
 
 def cmd_tasks(args):
@@ -76,7 +77,7 @@ def cmd_bench_planner(args):
     from .bench import bench_planner, write_json
     cfg = _load(args)
     threads = args.threads or cfg.rollout.threads
-    result = bench_planner(cfg, args.budget, threads, args.steps, seed=cfg.seed,
+    result = bench_planner(cfg, threads, args.steps, seed=cfg.seed,
                            progress=not args.quiet)
     write_json(args.json, result)
     print(f'{result["task"]} budget {result["budget"]} threads {threads}: plan '

@@ -1,8 +1,10 @@
 """A run's configuration: config/<task>.yaml (or a user file) -> task, planner, rollout.
 
-    task:    {name, episode_steps, params: {reward weights ...}}
-    planner: {name: icem, horizon, budget, beta, ...}   (keys of the planner's Config)
-    rollout: {threads}
+    task:     {name, episode_steps, params: {reward weights ...}}
+    planner:  {name: icem, horizon, budget, beta, ...}   (keys of the planner's Config)
+    planners: {cem_gd: {...}, mppi: {...}}   optional settings of other planners, used when
+              one is selected instead (`--planner`); horizon and budget carry over
+    rollout:  {threads}
     seed:    0
 Later sections (apex, ...) are read by the code that needs them from `RunConfig.extra`.
 """
@@ -10,7 +12,7 @@ import dataclasses
 from pathlib import Path
 
 from .config import ConfigError, from_dict, load_yaml
-from .planners import make_planner, planner_config
+from .planners import make_planner, planner_class, planner_config
 from .resources import config_path
 from .tasks import make_task, task_class
 
@@ -51,7 +53,8 @@ class RunConfig:
                             seed=self.seed if seed is None else seed)
 
 
-KNOWN_SECTIONS = ('task', 'planner', 'rollout', 'seed')
+KNOWN_SECTIONS = ('task', 'planner', 'planners', 'rollout', 'seed')
+SHARED_PLANNER_KEYS = ('horizon', 'budget')
 EXTRA_SECTIONS = ('apex', 'train')
 
 
@@ -60,9 +63,11 @@ def default_config_path(task_name: str) -> Path:
     return config_path(f'{task_name}.yaml')
 
 
-def load_run_config(task_name: str | None = None, path=None, overrides: dict | None = None):
+def load_run_config(task_name: str | None = None, path=None, overrides: dict | None = None,
+                    planner: str | None = None):
     """Read `path` (default config/<task>.yaml). `overrides` = {'planner': {...}, ...} are
-    applied on top of the file, as the CLI's flags do."""
+    applied on top of the file, as the CLI's flags do. `planner` selects another planner than
+    the file's `planner.name` (its settings: `planners.<name>` plus horizon and budget)."""
     if path is None:
         if task_name is None:
             raise ConfigError('give a task name or a config file')
@@ -90,12 +95,24 @@ def load_run_config(task_name: str | None = None, path=None, overrides: dict | N
     planner_name = planner_settings.pop('name', 'icem')
     if not isinstance(planner_name, str):
         raise ConfigError(f'{path}: planner.name: expected a string, got {planner_name!r}')
-    planner = planner_config(planner_name, planner_settings, f'{path}: planner')
+    where = f'{path}: planner'
+    if planner is not None and planner != planner_name:
+        others = data.get('planners') or {}
+        if not isinstance(others, dict):
+            raise ConfigError(f'{path}: planners: expected a mapping of planner name to settings')
+        fields = {f.name for f in dataclasses.fields(planner_class(planner).Config)}
+        shared = {k: v for k, v in planner_settings.items()
+                  if k in SHARED_PLANNER_KEYS and k in fields}
+        own = overrides.get('planner', {}) if overrides else {}
+        planner_settings = {**shared, **(others.get(planner) or {}),
+                            **{k: v for k, v in own.items() if k in fields}}
+        planner_name, where = planner, f'{path}: planners.{planner}'
+    planner_cfg = planner_config(planner_name, planner_settings, where)
     rollout = from_dict(RolloutSection, data.get('rollout'), f'{path}: rollout')
     seed = data.get('seed', 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f'{path}: seed: expected an integer, got {seed!r}')
     extra = {k: data[k] for k in EXTRA_SECTIONS if k in data}
-    return RunConfig(path, task, planner_name, planner, rollout, seed, extra)
+    return RunConfig(path, task, planner_name, planner_cfg, rollout, seed, extra)
 
 

@@ -1,0 +1,93 @@
+"""Shared fixtures: the real tasks (built once per session) and a factory for tiny
+test-only MuJoCo tasks written to a temporary directory."""
+import os
+
+import numpy as np
+import pytest
+
+from apex_ros.tasks import make_task
+from apex_ros.tasks.base import Task
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _run_in_tmp_dir(tmp_path_factory):
+    """MuJoCo appends MUJOCO_LOG.TXT to the working directory whenever a simulation warns
+    (several tests provoke instabilities on purpose): keep it out of the source tree."""
+    old = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp('cwd'))
+    yield
+    os.chdir(old)
+
+
+@pytest.fixture(scope='session')
+def cartpole():
+    return make_task('cartpole_swingup')
+
+
+@pytest.fixture(scope='session')
+def halfcheetah():
+    return make_task('halfcheetah_run')
+
+
+@pytest.fixture(scope='session')
+def humanoid():
+    return make_task('humanoid_standup')
+
+
+@pytest.fixture(scope='session')
+def tasks(cartpole, halfcheetah, humanoid):
+    return {t.name: t for t in (cartpole, halfcheetah, humanoid)}
+
+
+def _neg_x_squared(self, states, actions):
+    return -states[:, 1:, 1] ** 2
+
+
+@pytest.fixture
+def model_task(tmp_path):
+    """make(xml, frame_skip=1, reward=None) -> an instance of a Task subclass wrapping the
+    MJCF text `xml` (written to tmp_path); default reward -qpos[0]^2 after each step."""
+    counter = iter(range(1000))
+
+    def make(xml, frame_skip=1, reward=None, **attrs):
+        path = tmp_path / f'model_{next(counter)}.xml'
+        path.write_text(xml)
+        cls = type('TinyTask', (Task,), {
+            'name': 'tiny', 'model_file': str(path), 'frame_skip': frame_skip,
+            'episode_steps': 10, 'reward': reward or _neg_x_squared, **attrs})
+        return cls()
+    return make
+
+
+@pytest.fixture
+def closing():
+    """Register OpenLoopRollouts (or planners) to have their thread pools closed."""
+    items = []
+
+    def register(obj):
+        items.append(obj)
+        return obj
+    yield register
+    for obj in items:
+        rollouts = getattr(obj, 'rollouts', obj)
+        rollouts.close()
+
+
+class LinearTanhPolicy:
+    """A plain numpy policy: tanh(obs @ W + b). Row-wise reductions only, so a row's output
+    does not depend on how many rows are in the batch."""
+
+    def __init__(self, obs_dim, act_dim, seed=0, scale=1.0):
+        rng = np.random.default_rng(seed)
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.W = scale * rng.standard_normal((obs_dim, act_dim))
+        self.b = 0.1 * rng.standard_normal(act_dim)
+
+    def __call__(self, obs):
+        x = np.asarray(obs, dtype=np.float64)
+        return np.tanh((x[:, :, None] * self.W[None]).sum(axis=1) + self.b)
+
+
+@pytest.fixture
+def linear_policy():
+    return LinearTanhPolicy

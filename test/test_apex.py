@@ -1,0 +1,252 @@
+"""APEX loop: guidance effect, DAgger relabel cost, dataset window, bundles, persistence."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from apex_ros.apex import ApexTrainer
+from apex_ros.bundle import BundleError, PolicyBundle
+from apex_ros.config import ConfigError
+from apex_ros.dataset import Dataset, LabeledRollout
+from apex_ros.errors import ApexError
+from apex_ros.export import export_bundle, task_signature
+from apex_ros.mpc import planner_actor, run_episode
+from apex_ros.net import MLPPolicy, TrainConfig, make_optimizer, train_policy
+from apex_ros.planners import make_planner
+from apex_ros.run_config import load_run_config
+from apex_ros.tasks import make_task
+
+SMALL = {
+    'task': {'name': 'cartpole_swingup', 'episode_steps': 40},
+    'planner': {'name': 'icem', 'horizon': 15, 'budget': 60, 'beta': 2.0},
+    'rollout': {'threads': 1},
+    'seed': 3,
+    'apex': {'iterations': 2, 'window': 50, 'eval_episodes': 1},
+    'train': {'steps': 150, 'batch_size': 256, 'threads': 1},
+}
+
+
+def write_config(tmp_path, **changes):
+    cfg = json.loads(json.dumps(SMALL))
+    for section, values in changes.items():
+        cfg[section] = {**cfg.get(section, {}), **values} if isinstance(values, dict) else values
+    path = tmp_path / 'apex.yaml'
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope='module')
+def cartpole():
+    return make_task('cartpole_swingup')
+
+
+def test_guidance_reduces_relabel_variance(cartpole):
+    """APEX Fig. 2: relabeling one state sequence repeatedly, the guided iCEM_pi expert's
+    actions vary less than the unguided iCEM expert's."""
+    task = cartpole
+    expert = make_planner(task, 'icem', {'horizon': 20, 'budget': 60}, seed=0)
+    demo = run_episode(task, planner_actor(expert, 0), seed=0, steps=60)
+    torch.manual_seed(0)
+    model = MLPPolicy(task.obs_dim, task.nu)
+    cfg = TrainConfig(steps=400, batch_size=60, threads=1)
+    train_policy(model, make_optimizer(model, cfg), task.observe(demo.states[:-1]),
+                 demo.actions, cfg, torch.Generator().manual_seed(0))
+    states = demo.states[:30]
+
+    def relabel_spread(policy):
+        planner = make_planner(task, 'icem', {'horizon': 20, 'budget': 60,
+                                              'guidance_c': 0.025}, policy=policy)
+        labels = []
+        for seed in range(6):
+            planner.reset(seed + 100)
+            labels.append([planner.plan(s).action for s in states])
+        return float(np.std(np.array(labels), axis=0).mean())
+
+    unguided = relabel_spread(None)
+    guided = relabel_spread(model)
+    assert guided < 0.8 * unguided, (guided, unguided)
+
+
+def test_dagger_relabels_with_the_guided_cost(tmp_path):
+    trainer = ApexTrainer(load_run_config(None, write_config(tmp_path)), tmp_path / 'run',
+                          progress=False, log=lambda *a: None)
+    trainer.phase_expert()
+    trainer.phase_train('train_expert')
+    assert trainer.planner.policy is trainer.policy
+    demo = run_episode(trainer.task, planner_actor(trainer.planner, 1), seed=1, steps=25)
+    lambdas = []
+    orig_plan = trainer.planner.plan
+
+    def spy(*a, **k):
+        r = orig_plan(*a, **k)
+        lambdas.append(r.info['lambdas'])
+        return r
+    trainer.planner.plan = spy
+    trainer.relabel(demo.states[:-1], None, seed=5)
+    lambdas = np.array(lambdas)
+    assert len(lambdas) == 25
+    assert np.any(lambdas[:, 0] > 0), 'guidance weight never active during relabeling'
+
+    unguided = ApexTrainer(load_run_config(None, write_config(
+        tmp_path, apex={'ablation': 'unguided'})), tmp_path / 'run2', progress=False,
+        log=lambda *a: None)
+    assert unguided.planner.policy is None
+
+
+def test_dataset_keeps_latest_window():
+    ds = Dataset(window=3)
+    for it in range(5):
+        ds.add(LabeledRollout(np.full((4, 2), it, np.float32), np.zeros((4, 1), np.float32),
+                              'expert', it))
+    assert [r.iteration for r in ds.rollouts] == [2, 3, 4]
+    obs, act = ds.arrays()
+    assert obs.shape == (12, 2) and set(obs[:, 0]) == {2.0, 3.0, 4.0}
+    again = Dataset.from_bytes(ds.to_bytes())
+    assert [r.iteration for r in again.rollouts] == [2, 3, 4]
+    np.testing.assert_array_equal(again.arrays()[0], obs)
+
+
+def test_trainer_window_limits_training_data(tmp_path):
+    path = write_config(tmp_path, apex={'iterations': 2, 'window': 3})
+    trainer = ApexTrainer(load_run_config(None, path), tmp_path / 'run', progress=False,
+                          log=lambda *a: None)
+    trainer.run()
+    kinds = [(r.kind, r.iteration) for r in trainer.dataset.rollouts]
+    assert kinds == [('dagger', 0), ('expert', 1), ('dagger', 1)]
+    assert trainer.metrics[-1]['dataset_samples'] == 3 * 40
+
+
+def test_bundle_parity_and_metadata(tmp_path, cartpole):
+    torch.manual_seed(1)
+    model = MLPPolicy(cartpole.obs_dim, cartpole.nu)
+    model.set_normalization(np.random.default_rng(0).normal(2.0, 3.0, (500, 5)).astype(np.float32))
+    bundle = export_bundle(model, cartpole, tmp_path / 'p.onnx', iteration=4)
+    x = np.random.default_rng(1).normal(0, 5, (256, 5)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.as_tensor(x)).numpy()
+    assert np.max(np.abs(bundle(x) - ref)) <= 1e-5
+    assert bundle.meta['apex_iteration'] == 4
+    assert bundle.obs_terms == list(cartpole.observation.terms)
+    assert bundle.joints == ['slider']
+    assert bundle.required_joints() == ['slider', 'hinge']
+    assert np.all(bundle.act(np.full(5, 1e6)) <= bundle.action_high)
+    bundle.check_signature(task_signature(cartpole))  # fits: no error
+
+
+def test_bundle_mismatch_is_refused_with_the_differences(tmp_path, cartpole):
+    model = MLPPolicy(cartpole.obs_dim, cartpole.nu)
+    bundle = export_bundle(model, cartpole, tmp_path / 'p.onnx', iteration=1)
+    with pytest.raises(BundleError) as err:
+        bundle.check_signature(task_signature(make_task('halfcheetah_run')))
+    msg = str(err.value)
+    assert 'task' in msg and 'observation terms' in msg and 'actuated joints' in msg
+    narrower = task_signature(cartpole)
+    narrower['action']['high'] = [0.5]
+    with pytest.raises(BundleError, match='action high'):
+        bundle.check_signature(narrower)
+    (tmp_path / 'junk.onnx').write_bytes(b'not a model')
+    with pytest.raises(BundleError, match='junk.onnx'):
+        PolicyBundle(tmp_path / 'junk.onnx')
+
+
+def test_eval_cli_refuses_a_bundle_for_another_task(tmp_path, cartpole):
+    export_bundle(MLPPolicy(cartpole.obs_dim, cartpole.nu), cartpole, tmp_path / 'p.onnx', 1)
+    out = subprocess.run([sys.executable, '-m', 'apex_ros.cli', 'eval', '--task',
+                          'halfcheetah_run', '--policy', str(tmp_path / 'p.onnx')],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert 'does not fit halfcheetah_run' in out.stderr
+
+
+@pytest.mark.parametrize('section,values,key', [
+    ('apex', {'iterations': 'many'}, 'apex.iterations'),
+    ('apex', {'ablation': 'magic'}, 'apex.ablation'),
+    ('apex', {'windw': 3}, 'windw'),
+    ('train', {'lr': -1.0}, 'train.lr'),
+    ('train', {'hidden': 'big'}, 'train.hidden'),
+])
+def test_bad_config_key_is_named(tmp_path, section, values, key):
+    path = write_config(tmp_path, **{section: values})
+    with pytest.raises(ConfigError, match=key.replace('.', r'\.')):
+        ApexTrainer(load_run_config(None, path), tmp_path / 'run', progress=False)
+
+
+def test_missing_task_key_is_named(tmp_path):
+    path = tmp_path / 'c.yaml'
+    path.write_text(yaml.safe_dump({'task': {'episode_steps': 5}}))
+    with pytest.raises(ConfigError, match=r'task\.name: required key is missing'):
+        load_run_config(None, path)
+
+
+def test_unwritable_output_dir_fails_before_work(tmp_path):
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('x')
+    with pytest.raises(ApexError, match='not writable'):
+        ApexTrainer(load_run_config(None, write_config(tmp_path)), blocker / 'run',
+                    progress=False)
+    assert not (blocker.parent / 'run').exists()
+
+
+def test_existing_run_needs_resume(tmp_path):
+    path = write_config(tmp_path, apex={'iterations': 1})
+    run = tmp_path / 'run'
+    ApexTrainer(load_run_config(None, path), run, progress=False, log=lambda *a: None).run()
+    with pytest.raises(ApexError, match='--resume'):
+        ApexTrainer(load_run_config(None, path), run, progress=False)
+
+
+def _all_outputs_readable(run: Path):
+    """Every file the run wrote is complete: checkpoint loads, bundles load, JSON parses."""
+    names = sorted(p.name for p in run.rglob('*') if p.is_file())
+    assert not [n for n in names if n.endswith('.tmp')], names
+    if (run / 'checkpoint.pt').exists():
+        state = torch.load(run / 'checkpoint.pt', weights_only=False)
+        Dataset.from_bytes(state['dataset'])
+    for b in run.glob('bundles/*.onnx'):
+        PolicyBundle(b)
+    if (run / 'metrics.jsonl').exists():
+        for line in (run / 'metrics.jsonl').read_text().splitlines():
+            json.loads(line)
+
+
+def test_resume_after_sigkill_mid_phase(tmp_path):
+    path = write_config(tmp_path, apex={'iterations': 3})
+    run = tmp_path / 'run'
+    cmd = [sys.executable, '-m', 'apex_ros.cli', 'train', '--config', str(path),
+           '--task', 'cartpole_swingup', '--out', str(run), '--quiet']
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    ckpt = run / 'checkpoint.pt'
+    # Wait until two phases have been checkpointed (the checkpoint changes), then kill in
+    # the middle of the third phase.
+    deadline = time.monotonic() + 120
+    seen = set()
+    while len(seen) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        if ckpt.exists():
+            seen.add(ckpt.stat().st_mtime_ns)
+        time.sleep(0.01)
+    assert len(seen) >= 2, 'training did not checkpoint in time'
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    _all_outputs_readable(run)
+    killed_at = torch.load(ckpt, weights_only=False)
+    assert (killed_at['iteration'], killed_at['phase']) < (3, 'expert')
+    done = subprocess.run(cmd + ['--resume'], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert 'resuming' in done.stdout
+    _all_outputs_readable(run)
+    metrics = [json.loads(l) for l in (run / 'metrics.jsonl').read_text().splitlines()]
+    assert [m['iteration'] for m in metrics] == [1, 2, 3]
+    summary = json.loads((run / 'summary.json').read_text())
+    assert summary['iterations'] == 3
+    assert sorted(p.name for p in (run / 'bundles').iterdir()) == [
+        'iter_001.onnx', 'iter_002.onnx', 'iter_003.onnx']
+    PolicyBundle(run / 'policy.onnx').check_signature(task_signature(make_task('cartpole_swingup')))
