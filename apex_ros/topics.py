@@ -1,0 +1,44 @@
+"""The graph's contract: topic and service names, QoS, and message layouts.
+
+Plain data, no ROS imports, so the graph spec, the nodes, the recorder and tests share one
+source of truth. Conventions follow ros2_control: /joint_states from the robot (mapped by
+joint name, never by index), std_msgs/Float64MultiArray commands on
+/<controller>/commands in the controller's joint order.
+
+Full physics state (simulation only), std_msgs/Float64MultiArray on FULL_STATE:
+    data = [episode, step, *state (FULLPHYSICS, nstate), *qacc_warmstart (nv)]
+    layout.dim labels: 'header' (2), 'state' (nstate), 'warmstart' (nv)
+Demonstrations from the planner, Float64MultiArray on DEMONSTRATIONS:
+    data = [episode, step, *observation, *action]
+"""
+JOINT_STATES = '/joint_states'
+FULL_STATE = '/apex/full_state'
+REWARD = '/apex/reward'                  # std_msgs/Float64 per control step
+EPISODE_RETURN = '/apex/episode_return'  # std_msgs/Float64 when an episode ends
+POLICY_BUNDLE = '/apex/policy_bundle'    # std_msgs/String path, transient local
+DEMONSTRATIONS = '/apex/demonstrations'
+CLOCK = '/clock'
+DEFAULT_CONTROLLER = 'effort_controller'
+
+
+def command_topic(controller: str) -> str:
+    return f'/{controller}/commands'
+
+
+# QoS, as plain settings (nodes build rclpy QoSProfile objects from these).
+STATE_QOS = {'reliability': 'best_effort', 'depth': 1}      # state subscriptions
+COMMAND_QOS = {'reliability': 'reliable', 'depth': 1}       # command publishers
+BUNDLE_QOS = {'reliability': 'reliable', 'depth': 1, 'durability': 'transient_local'}
+EVENT_QOS = {'reliability': 'reliable', 'depth': 100}       # rewards, returns, demonstrations
+
+HEADER = 2  # episode, step at the front of FULL_STATE and DEMONSTRATIONS data
+
+
+def pack_full_state(episode: int, step: int, state, warmstart) -> list:
+    return [float(episode), float(step), *map(float, state), *map(float, warmstart)]
+
+
+def unpack_full_state(data, nstate: int):
+    """-> (episode, step, state, warmstart) from FULL_STATE data (a sequence of floats)."""
+    episode, step = int(data[0]), int(data[1])
+    return episode, step, data[HEADER:HEADER + nstate], data[HEADER + nstate:]
