@@ -171,17 +171,43 @@ class ApexTrainer:
     def _seed(self, kind: int, j: int) -> int:
         return self.seed + 100_003 * self.iteration + 1_000 * kind + j
 
-    def _bar(self, label, total):
+    def _bar(self, label):
         return f'iter {self.iteration + 1}/{self.apex.iterations} {label}' if self.show_progress \
             else None
 
+    # --- where rollouts come from: in-process here; GraphApexTrainer drives the ROS graph ----
+    def expert_rollout(self, seed: int, label: str | None):
+        """One episode driven by the guided expert -> mpc.Episode."""
+        return run_episode(self.task, planner_actor(self.planner, seed), seed, progress=label)
+
+    def policy_rollout(self, seed: int):
+        """One episode driven by the current policy -> (mpc.Episode, warmstarts per step)."""
+        warmstarts = []
+        act = policy_actor(self.task, self.policy)
+
+        def act_recording(sim):
+            warmstarts.append(sim.warmstart())
+            return act(sim)
+        return run_episode(self.task, act_recording, seed), warmstarts
+
+    def relabel(self, states, warmstarts, seed, progress=None):
+        """Expert actions for a sequence of visited states, one planner along the sequence
+        (its step-to-step memory kept, as in the paper)."""
+        self.planner.reset(seed)
+        bar = Progress(progress or '', len(states), enabled=progress is not None)
+        labels = np.empty((len(states), self.task.nu))
+        for t, state in enumerate(states):
+            labels[t] = self.planner.plan(state, warmstarts[t] if warmstarts else None).action
+            bar.update(t + 1)
+        bar.close()
+        return labels
+
+    # --- phases -----------------------------------------------------------------------------
     def phase_expert(self):
         returns = []
         for j in range(self.apex.expert_rollouts):
             seed = self._seed(1, j)
-            ep = run_episode(self.task, planner_actor(self.planner, seed), seed,
-                             progress=self._bar(f'expert {j + 1}/{self.apex.expert_rollouts}',
-                                                self.task.episode_steps))
+            ep = self.expert_rollout(seed, self._bar(f'expert {j + 1}/{self.apex.expert_rollouts}'))
             self.dataset.add(LabeledRollout(self.task.observe(ep.states[:-1]),
                                             ep.actions.astype(np.float32), 'expert',
                                             self.iteration, {'return': ep.ret, 'seed': seed}))
@@ -204,32 +230,14 @@ class ApexTrainer:
         returns = []
         for j in range(self.apex.dagger_rollouts):
             seed = self._seed(2, j)
-            warmstarts = []
-            act = policy_actor(self.task, self.policy)
-
-            def act_recording(sim):
-                warmstarts.append(sim.warmstart())
-                return act(sim)
-            ep = run_episode(self.task, act_recording, seed)
+            ep, warmstarts = self.policy_rollout(seed)
             returns.append(ep.ret)
             labels = self.relabel(ep.states[:-1], warmstarts, seed,
-                                  self._bar(f'dagger relabel {j + 1}/{self.apex.dagger_rollouts}',
-                                            len(warmstarts)))
+                                  self._bar(f'dagger relabel {j + 1}/{self.apex.dagger_rollouts}'))
             self.dataset.add(LabeledRollout(self.task.observe(ep.states[:-1]),
                                             labels.astype(np.float32), 'dagger', self.iteration,
                                             {'policy_return': ep.ret, 'seed': seed}))
         self.record['dagger_policy_return'] = float(np.mean(returns))
-
-    def relabel(self, states, warmstarts, seed, progress=None):
-        """Expert actions for a sequence of visited states, one planner along the sequence."""
-        self.planner.reset(seed)
-        bar = Progress(progress or '', len(states), enabled=progress is not None)
-        labels = np.empty((len(states), self.task.nu))
-        for t, state in enumerate(states):
-            labels[t] = self.planner.plan(state, warmstarts[t] if warmstarts else None).action
-            bar.update(t + 1)
-        bar.close()
-        return labels
 
     def finish_iteration(self):
         it = self.iteration

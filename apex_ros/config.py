@@ -5,6 +5,7 @@ dataclass; `from_dict` rejects unknown keys, missing required keys and wrongly t
 naming them as `file: section.key`.
 """
 import dataclasses
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ def _check_type(value, annotation, where):
         if not isinstance(value, dict):
             raise ConfigError(f'{where}: expected a mapping, got {value!r}')
         return dict(value)
-    if origin is typing.Union:  # Optional[X]
+    if origin is typing.Union or origin is types.UnionType:  # Optional[X], X | None
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if value is None:
             return None

@@ -81,9 +81,9 @@ def train_policy(model: MLPPolicy, optimizer, obs: np.ndarray, actions: np.ndarr
         loss.backward()
         optimizer.step()
         if step >= cfg.steps * 0.9:
-            tail.append(float(mse))
+            tail.append(mse.item())
         if progress is not None and (step % 100 == 99 or step == cfg.steps - 1):
-            progress(step + 1, float(mse))
+            progress(step + 1, mse.item())
     model.eval()
     return float(np.mean(tail)) if tail else float('nan')
 

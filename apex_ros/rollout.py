@@ -33,6 +33,7 @@ class OpenLoopRollouts:
                                      | mujoco.mjtState.mjSTATE_MOCAP_QUAT)
         self._buffers = {}
         self.sim_seconds = 0.0  # time spent inside the physics, accumulated
+        self.default_mocap = default_mocap(m)
 
     def close(self):
         self._pool.close()
@@ -61,8 +62,7 @@ class OpenLoopRollouts:
         nstep = horizon * fs
         control = np.repeat(actions, fs, axis=1) if fs > 1 else np.array(actions, dtype=float)
         if self.control_spec != mujoco.mjtState.mjSTATE_CTRL:
-            pos, quat = mocap if mocap is not None else (self.model.mocap_pos,
-                                                          self.model.mocap_quat)
+            pos, quat = mocap if mocap is not None else self.default_mocap
             extra = np.concatenate([np.ravel(pos), np.ravel(quat)])
             control = np.concatenate(
                 [control, np.broadcast_to(extra, (batch, nstep, extra.size))], axis=-1)
@@ -83,6 +83,12 @@ class OpenLoopRollouts:
         return states, rollout_ok(out, state0[0], self.model.opt.timestep)
 
 
+def default_mocap(model):
+    """(mocap_pos, mocap_quat) of a freshly reset MjData: the model's mocap body poses."""
+    data = mujoco.MjData(model)
+    return data.mocap_pos.copy(), data.mocap_quat.copy()
+
+
 def rollout_ok(substates, t0, timestep):
     """Per sample: every substep advanced time and every state is finite.
 
@@ -95,10 +101,11 @@ def rollout_ok(substates, t0, timestep):
     return advancing & finite
 
 
-def closed_loop_rollout(task, policy, state0, steps, warmstart=None):
+def closed_loop_rollout(task, policy, state0, steps, warmstart=None, mocap=None):
     """Let `policy` act for `steps` control steps from each start state.
 
-    state0: (B, nstate) or (nstate,); warmstart: matching qacc_warmstart (B, nv) or (nv,).
+    state0: (B, nstate) or (nstate,); warmstart: matching qacc_warmstart (B, nv) or (nv,);
+    mocap: (mocap_pos, mocap_quat) held during the rollout (default: the model's).
     Returns (states (B, steps+1, nstate), actions (B, steps, nu)), actions clipped to bounds.
     Stepping is mj_step on one MjData per start state, so it matches `run_episode` bitwise.
     """
@@ -110,6 +117,8 @@ def closed_loop_rollout(task, policy, state0, steps, warmstart=None):
         set_state(m, d, state0[b])
         if warmstart is not None:
             d.qacc_warmstart[:] = np.atleast_2d(warmstart)[b]
+        if mocap is not None:
+            d.mocap_pos[:], d.mocap_quat[:] = mocap
     states = np.empty((batch, steps + 1, state0.shape[1]))
     actions = np.empty((batch, steps, task.nu))
     states[:, 0] = state0

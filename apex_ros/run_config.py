@@ -12,6 +12,7 @@ import dataclasses
 from pathlib import Path
 
 from .config import ConfigError, from_dict, load_yaml
+from .errors import ApexError
 from .planners import make_planner, planner_class, planner_config
 from .resources import config_path
 from .tasks import make_task, task_class
@@ -58,6 +59,13 @@ SHARED_PLANNER_KEYS = ('horizon', 'budget')
 EXTRA_SECTIONS = ('apex', 'train')
 
 
+def _registered(lookup, name, where):
+    try:
+        return lookup(name)
+    except ApexError as e:
+        raise ConfigError(f'{where}: {e}') from None
+
+
 def default_config_path(task_name: str) -> Path:
     task_class(task_name)  # unknown task -> error listing the known ones
     return config_path(f'{task_name}.yaml')
@@ -90,12 +98,16 @@ def load_run_config(task_name: str | None = None, path=None, overrides: dict | N
     if task_name is not None and task.name != task_name:
         raise ConfigError(f'{path}: task.name is {task.name!r} but the command asked for '
                           f'{task_name!r}')
-    task_class(task.name)
+    cls = _registered(task_class, task.name, f'{path}: task.name')
+    if task.episode_steps is not None and task.episode_steps < 1:
+        raise ConfigError(f'{path}: task.episode_steps: must be >= 1, got {task.episode_steps}')
+    from_dict(cls.Params, task.params, f'{path}: task.params')  # reject bad weights now
     planner_settings = dict(data.get('planner') or {})
     planner_name = planner_settings.pop('name', 'icem')
     if not isinstance(planner_name, str):
         raise ConfigError(f'{path}: planner.name: expected a string, got {planner_name!r}')
     where = f'{path}: planner'
+    _registered(planner_class, planner_name, f'{where}.name')
     if planner is not None and planner != planner_name:
         others = data.get('planners') or {}
         if not isinstance(others, dict):

@@ -18,6 +18,8 @@ EPISODE_RETURN = '/apex/episode_return'  # std_msgs/Float64 when an episode ends
 POLICY_BUNDLE = '/apex/policy_bundle'    # std_msgs/String path, transient local
 DEMONSTRATIONS = '/apex/demonstrations'
 CLOCK = '/clock'
+RELABEL_REQUEST = '/apex/relabel_request'  # Float64MultiArray, see pack_relabel_request
+RELABEL_RESULT = '/apex/relabel_result'
 DEFAULT_CONTROLLER = 'effort_controller'
 
 
@@ -42,3 +44,22 @@ def unpack_full_state(data, nstate: int):
     """-> (episode, step, state, warmstart) from FULL_STATE data (a sequence of floats)."""
     episode, step = int(data[0]), int(data[1])
     return episode, step, data[HEADER:HEADER + nstate], data[HEADER + nstate:]
+
+
+def pack_relabel_request(request_id: int, seed: int, states, warmstarts) -> list:
+    """[id, seed, n, *states (n x nstate), *warmstarts (n x nv, or none)]."""
+    import numpy as np
+    states = np.asarray(states, dtype=np.float64)
+    ws = np.asarray(warmstarts if warmstarts is not None and len(warmstarts) else [],
+                    dtype=np.float64)
+    return [float(request_id), float(seed), float(len(states)), *states.ravel(), *ws.ravel()]
+
+
+def unpack_relabel_request(data, nstate: int, nv: int):
+    import numpy as np
+    data = np.asarray(data, dtype=np.float64)
+    request_id, seed, n = int(data[0]), int(data[1]), int(data[2])
+    states = data[3:3 + n * nstate].reshape(n, nstate)
+    rest = data[3 + n * nstate:]
+    warmstarts = rest.reshape(n, nv) if len(rest) == n * nv and n else None
+    return request_id, seed, states, warmstarts

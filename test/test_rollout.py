@@ -194,7 +194,7 @@ def test_rollout_ok_on_synthetic_substates():
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    'BUG: rollout_ok cannot see a divergence when the rollout has a single substep '
+    'Known limitation: rollout_ok cannot see a divergence when the rollout has a single substep '
     '(frame_skip=1, horizon=1) and starts at time 0: MuJoCo resets the data (time 0) and '
     'still integrates once, so the one substep ends at time = timestep > t0 = 0, finite'))
 def test_single_substep_divergence_from_time_zero_is_flagged(model_task, closing):
@@ -271,11 +271,6 @@ def test_simulation_step_matches_mocap_rollout(model_task, closing):
         assert np.array_equal(after, states[0, t + 1])
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason=(
-    "BUG: OpenLoopRollouts.run(mocap=None) on a model with mocap bodies reads "
-    "self.model.mocap_pos / mocap_quat, which MjModel does not have (the defaults are "
-    "body_pos / body_quat of the mocap bodies) -> AttributeError; so does ICEM.plan(state) "
-    "without a mocap argument"))
 def test_mocap_none_uses_model_default_pose(model_task, closing):
     task = model_task(MOCAP_XML, frame_skip=3)
     sim = Simulation(task)

@@ -3,12 +3,17 @@ from ..config import from_dict
 from ..errors import ApexError
 from ..rollout import OpenLoopRollouts
 from .base import Planner, PlanResult
+from .cem_gd import CEMGD
 from .icem import ICEM, ICEMConfig
+from .mppi import MPPI, POLO, MPPIConfig, POLOConfig
 from .random_shooting import RandomShooting
 
 PLANNERS = {cls.name: cls for cls in (
     ICEM,
     RandomShooting,
+    CEMGD,
+    MPPI,
+    POLO,
 )}
 
 

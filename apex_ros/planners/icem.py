@@ -6,8 +6,8 @@ Per control step:
   std  <- sigma everywhere.
   for i in 0..iterations-1:
       N_i = max(2k, int(N / gamma^i)) colored-noise samples clip(mean + noise * std)
-      i == 0: the best ceil-free fraction zeta of last step's elites, shifted by one step with
-              a freshly sampled last action, are simulated too;
+      i == 0: the best fraction zeta of last step's elites, shifted by one step with a
+              freshly sampled last action, are simulated too;
       i >  0: the best fraction zeta of the previous iteration's elites are re-added with
               their known costs (no re-simulation);
       last i: the mean and the policy's own closed-loop sequence replace one sample each;
@@ -72,9 +72,6 @@ class ICEMConfig:
                 f'{where}.budget: {self.budget} is below the minimum {minimum} '
                 f'(each of the {self.iterations} iterations samples at least 2 x elites = '
                 f'{2 * self.elites}); raise the budget or lower elites/iterations')
-        n0 = self.num_samples
-        require(self.elites <= n0, f'{where}.elites',
-                f'{self.elites} elites > {n0} samples in the first iteration')
 
     @property
     def num_samples(self) -> int:
@@ -176,7 +173,7 @@ class ICEM(Planner):
 
         policy_seq = None
         if self.policy is not None and (cfg.policy_samples or (cfg.warm_start and self.mean is None)):
-            policy_seq = closed_loop_rollout(task, self.policy, state, H, warmstart)[1][0]
+            policy_seq = closed_loop_rollout(task, self.policy, state, H, warmstart, mocap)[1][0]
 
         mean = self._initial_mean(policy_seq)
         std = np.full((H, nu), cfg.sigma)

@@ -138,10 +138,10 @@ class Observation:
 
 
 def _joint_width(model, jid, kind):
-    jtype = model.jnt_type[jid]
-    if jtype == mujoco.mjtJoint.mjJNT_FREE:
+    jtype = int(model.jnt_type[jid])  # numpy ints and mujoco enums compare unreliably
+    if jtype == int(mujoco.mjtJoint.mjJNT_FREE):
         return 7 if kind == 'qpos' else 6
-    if jtype == mujoco.mjtJoint.mjJNT_BALL:
+    if jtype == int(mujoco.mjtJoint.mjJNT_BALL):
         return 4 if kind == 'qpos' else 3
     return 1
 
@@ -232,7 +232,7 @@ class Task:
         m = self.model
         names = []
         for a in range(m.nu):
-            if m.actuator_trntype[a] != mujoco.mjtTrn.mjTRN_JOINT:
+            if int(m.actuator_trntype[a]) != int(mujoco.mjtTrn.mjTRN_JOINT):
                 raise ApexError(f'task {self.name}: actuator {m.actuator(a).name} does not '
                                 'drive a joint')
             names.append(m.joint(m.actuator_trnid[a, 0]).name)
