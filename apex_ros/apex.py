@@ -127,7 +127,8 @@ class ApexTrainer:
 
     # --- policy handed to the expert and used for rollouts: the exported ONNX graph -------
     def _refresh_policy(self):
-        self.policy = PolicyBundle(bundle_bytes(self.model, self.task, self.iteration))
+        self.policy_bytes = bundle_bytes(self.model, self.task, self.iteration)
+        self.policy = PolicyBundle(self.policy_bytes)
         self.planner.set_policy(self.policy if self.apex.guided else None)
 
     def _add_shard(self, path):

@@ -9,6 +9,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from .errors import ApexError
 from .mpc import run_mpc
 from .planners import make_planner
 from .util import atomic_write_text
@@ -78,5 +79,47 @@ def bench_apex(run_cfg, workdir=None, progress: bool = True) -> dict:
         'expert_return': [m['expert_return'] for m in metrics],
         'policy_return': [m['policy_return'] for m in metrics],
     }
+    result.update(environment())
+    return result
+
+
+PHASE_KEYS = ('expert_seconds', 'train_expert_seconds', 'dagger_seconds',
+              'train_dagger_seconds')
+
+
+def _iteration_seconds(metrics: list) -> float:
+    return float(np.mean([sum(m[k] for k in PHASE_KEYS) for m in metrics]))
+
+
+def bench_graph(task: str, config: str | None, iterations: int, workdir: str,
+                progress: bool = True) -> dict:
+    """APEX iterations through the ROS graph (lockstep) vs the same iterations in-process.
+
+    Compares the summed phase times (expert, training, DAgger, training) recorded in each
+    run's metrics, so node start-up and evaluation are outside both figures."""
+    from .apex import ApexTrainer
+    from .launcher import Launcher, graph_argvs, parse_launch_arguments
+    from .run_config import load_run_config
+    work = Path(workdir)
+    cfg = load_run_config(task, config, {'apex': {'iterations': iterations}})
+    offline = ApexTrainer(cfg, work / 'in_process', progress=progress)
+    offline.run()
+    values = parse_launch_arguments('sim_apex', [
+        f'task:={task}', f'config:={config or "default"}', f'out_dir:={work / "graph"}',
+        f'iterations:={iterations}'])
+    with open(work / 'graph.log', 'w') as log:
+        status = Launcher(graph_argvs('sim_apex', values), out=log).run()
+    if status != 0:
+        raise ApexError(f'the sim_apex graph failed (status {status}); see {work / "graph.log"}')
+    graph_metrics = [json.loads(line) for line in
+                     (work / 'graph' / 'metrics.jsonl').read_text().splitlines()]
+    in_process, graph = _iteration_seconds(offline.metrics), _iteration_seconds(graph_metrics)
+    result = {'task': task, 'iterations': iterations,
+              'in_process_seconds_per_iteration': in_process,
+              'graph_seconds_per_iteration': graph, 'ratio': graph / in_process,
+              'in_process_phases': {k: float(np.mean([m[k] for m in offline.metrics]))
+                                    for k in PHASE_KEYS},
+              'graph_phases': {k: float(np.mean([m[k] for m in graph_metrics]))
+                               for k in PHASE_KEYS}}
     result.update(environment())
     return result

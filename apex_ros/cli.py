@@ -155,6 +155,41 @@ def cmd_bench_apex(args):
     return 0
 
 
+def cmd_launch(args):
+    from .graph import GRAPHS
+    from .launcher import Launcher, graph_argvs, parse_launch_arguments
+    if args.graph is None or args.graph not in GRAPHS:
+        known = ', '.join(f'{g} ({", ".join(f"{a.name}:={a.default}" for a in GRAPHS[g][1])})'
+                          for g in sorted(GRAPHS))
+        if args.graph is None:
+            print(f'graphs: {known}')
+            return 0
+        raise ApexError(f'unknown graph {args.graph!r}; known graphs: {known}')
+    if '--print' in args.arguments:  # REMAINDER swallows flags given after the graph
+        args.arguments.remove('--print')
+        args.print = True
+    values = parse_launch_arguments(args.graph, args.arguments)
+    nodes = graph_argvs(args.graph, values)
+    if args.print:
+        for spec, argv in nodes:
+            print(' '.join(argv))
+        return 0
+    return Launcher(nodes).run()
+
+
+def cmd_bench_graph(args):
+    import tempfile
+    from .bench import bench_graph, write_json
+    with tempfile.TemporaryDirectory(prefix='apex-graph-bench-') as tmp:
+        result = bench_graph(args.task, args.config, args.iterations, args.workdir or tmp,
+                             progress=not args.quiet)
+    write_json(args.json, result)
+    print(f'{result["task"]}: {result["graph_seconds_per_iteration"]:.1f} s per APEX iteration '
+          f'through the graph vs {result["in_process_seconds_per_iteration"]:.1f} s in-process '
+          f'(ratio {result["ratio"]:.3f}) -> {args.json}')
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog='apex-ros', description='APEX policy extraction from an iCEM_pi MuJoCo planner.')
@@ -190,6 +225,14 @@ def build_parser():
     p.add_argument('--quiet', action='store_true')
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser('launch', help='start a node graph (same processes and argv as '
+                       '`ros2 launch apex_ros GRAPH.launch.py`)')
+    p.add_argument('graph', nargs='?', help='sim_apex | policy (omit to list them)')
+    p.add_argument('arguments', nargs=argparse.REMAINDER, metavar='name:=value',
+                   help='launch arguments')
+    p.add_argument('--print', action='store_true', help='print each node\'s argv and exit')
+    p.set_defaults(func=cmd_launch)
+
     p = sub.add_parser('bench', help='benchmarks that write JSON')
     bench = p.add_subparsers(dest='bench', metavar='BENCH', required=True)
     b = bench.add_parser('planner', help='MPC timing: plan vs physics time, overhead ratio')
@@ -205,6 +248,14 @@ def build_parser():
     b.add_argument('--workdir', help='run directory (default: a temporary one)')
     b.add_argument('--quiet', action='store_true')
     b.set_defaults(func=cmd_bench_apex)
+    b = bench.add_parser('graph', help='one APEX iteration through the ROS graph vs in-process')
+    b.add_argument('--task', default=DEFAULT_TASK)
+    b.add_argument('--config', help='YAML config (default: config/<task>.yaml)')
+    b.add_argument('--iterations', type=int, default=1)
+    b.add_argument('--json', required=True)
+    b.add_argument('--workdir', help='keep both runs here (default: a temporary directory)')
+    b.add_argument('--quiet', action='store_true')
+    b.set_defaults(func=cmd_bench_graph)
     return parser
 
 

@@ -1,0 +1,95 @@
+"""The node graphs, as plain data (no ROS imports).
+
+One spec drives both launch/*.launch.py (launch_ros Node actions, on a ROS install) and
+`apex-ros launch` (the same processes with the same --ros-args argv, where launch_ros is
+absent). Launch-argument values are passed through untouched, so the launch files can hand
+in substitutions and the runner plain strings.
+
+argv of a node, exactly as launch_ros builds it:
+  EXE [arguments] [--ros-args -p k:=v ...] --ros-args -r __node:=NAME
+      [--params-file FILE ...] [-r from:=to ...]
+Launch arguments travel as `-p` rules before the parameter files; a file never sets them
+(rcl lets a later --params-file override an earlier -p).
+"""
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeSpec:
+    executable: str
+    name: str
+    params_files: tuple = ()      # files under the package's config/
+    params: tuple = ()            # (name, value) pairs from launch arguments
+    remappings: tuple = ()        # (from, to)
+    arguments: tuple = ()
+    ends_launch: bool = False     # its exit ends the launch (status 0 = success)
+    package: str = 'apex_ros'
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchArgument:
+    name: str
+    default: str
+    description: str
+
+
+SIM_APEX_ARGUMENTS = (
+    LaunchArgument('task', 'cartpole_swingup', 'registered task name'),
+    LaunchArgument('config', 'default', "task config YAML ('default': config/<task>.yaml)"),
+    LaunchArgument('out_dir', 'runs/sim_apex', 'run directory for bundles, metrics, plot'),
+    LaunchArgument('iterations', '0', "APEX iterations (0: the config's apex.iterations)"),
+    LaunchArgument('resume', 'false', 'continue the run in out_dir'),
+)
+
+POLICY_ARGUMENTS = (
+    LaunchArgument('params_file', 'policy_executor.yaml',
+                   "the robot's executor parameters (file name under config/, or a path)"),
+    LaunchArgument('bundle', "''", "policy bundle (.onnx); '' (empty): wait for one on "
+                   '/apex/policy_bundle'),
+)
+
+
+def sim_apex(args: dict) -> list:
+    """MuJoCo sim in lockstep + iCEM_pi planner + ONNX executor + APEX trainer."""
+    task_params = (('task', args['task']), ('config', args['config']))
+    return [
+        NodeSpec('sim_node', 'sim', ('sim_apex.yaml',), task_params),
+        NodeSpec('planner_node', 'planner', ('sim_apex.yaml',), task_params),
+        NodeSpec('policy_executor', 'policy_executor', ('sim_apex.yaml',)),
+        NodeSpec('trainer_node', 'trainer', ('sim_apex.yaml',), task_params + (
+            ('out_dir', args['out_dir']), ('iterations', args['iterations']),
+            ('resume', args['resume'])), ends_launch=True),
+    ]
+
+
+def policy(args: dict) -> list:
+    """Only the executor, with a robot's parameter file: what runs on hardware."""
+    return [NodeSpec('policy_executor', 'policy_executor', (args['params_file'],),
+                     (('bundle', args['bundle']),))]
+
+
+GRAPHS = {
+    'sim_apex': (sim_apex, SIM_APEX_ARGUMENTS),
+    'policy': (policy, POLICY_ARGUMENTS),
+}
+
+
+def ros_arguments(spec: NodeSpec) -> list:
+    """The `-p name:=value` rules carried by launch_ros's `ros_arguments`."""
+    out = []
+    for name, value in spec.params:
+        out += ['-p', f'{name}:={value}']
+    return out
+
+
+def ros_argv(spec: NodeSpec, executable_path: str, resolve_params_file) -> list:
+    """The full argv launch_ros would build for `spec` (plain-string values only)."""
+    argv = [executable_path, *spec.arguments]
+    if spec.params:
+        argv += ['--ros-args', *ros_arguments(spec)]
+    argv += ['--ros-args', '-r', f'__node:={spec.name}']
+    for f in spec.params_files:
+        argv += ['--params-file', str(resolve_params_file(f))]
+    for src, dst in spec.remappings:
+        argv += ['-r', f'{src}:={dst}']
+    return argv
