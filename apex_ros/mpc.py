@@ -27,7 +27,7 @@ def run_episode(task, act, seed: int = 0, steps: int | None = None, progress: st
     """Drive a fresh episode with `act(sim) -> (action, PlanResult or None)` each step."""
     sim = sim or Simulation(task)
     sim.reset(seed)
-    steps = steps or task.episode_steps
+    steps = task.episode_steps if steps is None else steps
     states = [sim.state()]
     actions, rewards, plan_s, sim_s = [], [], [], []
     bar = Progress(progress or '', steps, enabled=progress is not None)

@@ -13,7 +13,7 @@ def colored_noise(beta: float, shape, rng: np.random.Generator) -> np.ndarray:
     if beta < 0:
         raise ValueError(f'colored-noise exponent beta must be >= 0, got {beta}')
     *lead, steps = shape
-    if beta == 0:
+    if beta == 0 or steps < 2:  # one step has no spectrum to shape
         return rng.standard_normal(shape)
     freqs = np.fft.rfftfreq(steps)
     freqs[0] = 1.0 / steps  # the lowest resolvable frequency stands in for DC

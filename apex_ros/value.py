@@ -16,6 +16,7 @@ about mean + (kappa/2) variance; kappa -> 0 gives the mean, large kappa the max.
 The inference side (ValueBundle, TerminalValue) needs numpy and onnxruntime only: torch is
 imported by the training side (ValueEnsemble) when one is built.
 """
+import copy
 import dataclasses
 import io
 import json
@@ -46,7 +47,7 @@ class ValueConfig:
     target_steps: int = 16       # N of the N-step targets (Eq. 7), <= the planning horizon
     update_every: int = 16       # Z: agent steps between value updates
     gradient_steps: int = 64     # G per update
-    batch_size: int = 32         # n states per gradient step (per member)
+    batch_size: int = 256        # n per gradient step and member (paper: 32; 256 fits better)
     buffer_size: int = 20000     # replay buffer of visited states (oldest dropped)
     lr: float = 1e-3
     l2: float = 1e-5             # sigma^2 / lambda of Eq. 5, on the trained weights
@@ -154,11 +155,18 @@ class TerminalValue:
         self.source = source
 
     @classmethod
-    def load(cls, path, task, threads: int = 1):
-        """From an exported ValueBundle (.onnx path or bytes); checks it fits `task`."""
+    def load(cls, path, task, threads: int = 1, kappa: float | None = None):
+        """From an exported ValueBundle (.onnx path or bytes); checks it fits `task`.
+        `kappa` re-aggregates the members with another optimism than the exported one (e.g.
+        a small kappa, about the ensemble mean, to exploit rather than explore)."""
         bundle = ValueBundle(path, threads)
         bundle.check_task(task)
-        return cls(task, bundle, bundle.discount, bundle.path)
+        if kappa is None:
+            return cls(task, bundle, bundle.discount, bundle.path)
+        if kappa <= 0:
+            raise ValueError(f'kappa must be > 0, got {kappa}')
+        return cls(task, lambda obs: aggregate(bundle.members(obs), kappa, axis=1),
+                   bundle.discount, bundle.path)
 
     def __call__(self, final_states) -> np.ndarray:
         obs = self.task.observe(np.asarray(final_states))
@@ -236,7 +244,7 @@ class ValueEnsemble:
 
     def aggregate_torch(self, members):
         torch, kappa = self.torch, self.cfg.kappa
-        return (torch.logsumexp(kappa * members, dim=0) - math.log(members.shape[0])) / kappa
+        return (torch.logsumexp(kappa * members, dim=0) - math.log(self.cfg.members)) / kappa
 
     def members(self, obs) -> np.ndarray:
         """(B, obs_dim) -> member values (K, B), float64."""
@@ -277,12 +285,13 @@ class ValueEnsemble:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return float(mse) / cfg.members
+        return float(mse.detach()) / cfg.members
 
     def fit(self, obs: np.ndarray, targets: np.ndarray, steps: int) -> float:
         """Plain regression of every member on fixed (obs (N, d), targets (N,)), minibatches
         drawn independently per member. Returns the last step's mean squared error."""
         torch, cfg = self.torch, self.cfg
+        torch.set_num_threads(cfg.threads)
         self.set_normalization(obs, targets)
         mse = float('nan')
         for _ in range(steps):
@@ -296,7 +305,8 @@ class ValueEnsemble:
         """One ONNX graph obs (B, obs_dim) -> (value (B,), members (B, K)) + JSON metadata."""
         import onnx
         torch = self.torch
-        ensemble = self
+        ensemble = copy.copy(self)  # tracing stores weights as constants: they must be detached
+        ensemble.trained = [p.detach() for p in self.trained]
 
         class Graph(torch.nn.Module):
             def forward(self, obs):

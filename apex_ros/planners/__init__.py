@@ -5,7 +5,7 @@ from ..rollout import OpenLoopRollouts
 from .base import Planner, PlanResult
 from .cem_gd import CEMGD
 from .icem import ICEM, ICEMConfig
-from .mppi import MPPI, POLO, MPPIConfig, POLOConfig
+from .mppi import MPPI, POLO
 from .random_shooting import RandomShooting
 
 PLANNERS = {cls.name: cls for cls in (

@@ -6,6 +6,7 @@ import dataclasses
 import numpy as np
 
 from ..policy import as_policy
+from ..value import as_terminal_value
 
 
 @dataclasses.dataclass
@@ -20,6 +21,7 @@ class PlanResult:
 class Planner:
     name = ''
     Config = None
+    terminal_value = None   # optional value.TerminalValue: reward-to-go at the horizon end
 
     def __init__(self, task, config, rollouts, policy=None, seed: int = 0):
         self.task = task
@@ -33,6 +35,11 @@ class Planner:
     def set_policy(self, policy):
         """Use `policy` (torch module, onnxruntime session/path, callable or None) from now on."""
         self.policy = as_policy(policy, self.task)
+
+    def set_terminal_value(self, value):
+        """Use `value` (a value.TerminalValue, an exported value ensemble's path, or None) as
+        the reward beyond the horizon from now on (POLO-style; iCEM, MPPI and POLO use it)."""
+        self.terminal_value = as_terminal_value(value, self.task)
 
     def reset(self, seed: int | None = None):
         """Start a new episode: forget step-to-step memory; optionally re-seed."""

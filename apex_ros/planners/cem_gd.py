@@ -34,7 +34,10 @@ final choice optimize the main return only: the guidance cost is not differentia
 would need the policy's input gradient). PlanResult.cost reports f of the chosen sequence.
 
 "Budget" (samples_per_step) counts CEM samples; the line search's rollouts are extra and
-reported in info['rollouts'].
+reported in info['rollouts']. info['sim_seconds'] is rollout physics; info['grad_seconds'] is
+the gradient computation (nominal mj_step, Jacobians, reward derivatives, adjoint pass);
+info['refine_returns'] / ['refine_steps'] list, per refined sequence, its return after each
+accepted step and the accepted step sizes.
 """
 import dataclasses
 import time
@@ -158,8 +161,12 @@ def reward_gradients(task, states, actions, eps=1e-6):
     states (B, H+1, nstate), actions (B, H, nu) -> d r_t / d s_t (B, H, ndx),
     d r_t / d s_{t+1} (B, H, ndx), d r_t / d a_t (B, H, nu); state derivatives are in the
     tangent space of mjd_transitionFD. All perturbed transitions go through one task.reward
-    call, each as a one-step trajectory.
+    call, each as a one-step trajectory. A task may instead provide analytic derivatives as
+    an optional method `reward_gradients(states, actions)` with the same returns.
     """
+    analytic = getattr(task, 'reward_gradients', None)
+    if analytic is not None:
+        return analytic(states, actions)
     batch, horizon, nu = actions.shape
     nstate = states.shape[-1]
     ndx = tangent_dim(task.model)
@@ -169,19 +176,20 @@ def reward_gradients(task, states, actions, eps=1e-6):
     n = len(act)
     n_dir = 2 * ndx + nu
     # [transition, direction, sign (+, -), (s_t, s_t+1)]
-    pair = np.empty((n, n_dir, 2, 2, nstate))
-    pair[..., 0, :] = now[:, None, None]
-    pair[..., 1, :] = nxt[:, None, None]
-    step = np.empty((n, n_dir, 2, 1, nu))
-    step[...] = act[:, None, None, None]
+    pert_states = np.empty((n, n_dir, 2, 2, nstate))
+    pert_states[..., 0, :] = now[:, None, None]
+    pert_states[..., 1, :] = nxt[:, None, None]
+    pert_actions = np.empty((n, n_dir, 2, 1, nu))
+    pert_actions[...] = act[:, None, None, None]
     for which, base in ((0, now), (1, nxt)):
         plus, minus = perturbed_states(task.model, task.layout, base, eps)
         block = slice(which * ndx, (which + 1) * ndx)
-        pair[:, block, 0, which] = plus
-        pair[:, block, 1, which] = minus
-    step[:, 2 * ndx:, 0, 0] += eps * np.eye(nu)
-    step[:, 2 * ndx:, 1, 0] -= eps * np.eye(nu)
-    r = task.reward(pair.reshape(-1, 2, nstate), step.reshape(-1, 1, nu)).reshape(n, n_dir, 2)
+        pert_states[:, block, 0, which] = plus
+        pert_states[:, block, 1, which] = minus
+    pert_actions[:, 2 * ndx:, 0, 0] += eps * np.eye(nu)
+    pert_actions[:, 2 * ndx:, 1, 0] -= eps * np.eye(nu)
+    r = task.reward(pert_states.reshape(-1, 2, nstate),
+                    pert_actions.reshape(-1, 1, nu)).reshape(n, n_dir, 2)
     d = ((r[..., 0] - r[..., 1]) / (2 * eps)).reshape(batch, horizon, n_dir)
     return d[..., :ndx], d[..., ndx:2 * ndx], d[..., 2 * ndx:]
 
@@ -394,22 +402,26 @@ class CEMGD(Planner):
     def _ascent_direction(self, seq, grad):
         """Projected gradient, scaled per the config; None if it cannot move the sequence."""
         task = self.task
-        outward = ((seq >= task.action_high) & (grad > 0)) | ((seq <= task.action_low)
-                                                              & (grad < 0))
-        grad = np.where(outward, 0.0, grad)
-        if not self.cfg.normalize_gradient:
-            return grad if np.any(grad) else None
-        largest = np.max(np.abs(grad))
-        if not np.isfinite(largest) or largest == 0:
+        if not np.all(np.isfinite(grad)):
             return None
+        outward = (((seq >= task.action_high) & (grad > 0))
+                   | ((seq <= task.action_low) & (grad < 0)))
+        grad = np.where(outward, 0.0, grad)
+        largest = np.max(np.abs(grad))
+        if largest == 0:
+            return None
+        if not self.cfg.normalize_gradient:
+            return grad
         return grad / largest * (task.action_high - task.action_low) / 2
 
     def _refine(self, state, warmstart, mocap, seqs, returns):
         """Up to G line-searched gradient steps per sequence. Returns the refined sequences,
-        their returns, the returns after each accepted step, rollout count, gradient time."""
+        their returns, per sequence the returns after each accepted step and the accepted
+        step sizes, the line search's rollout count and the gradient time."""
         cfg, task = self.cfg, self.task
         seqs, returns = seqs.copy(), returns.copy()
         history = [[float(r)] for r in returns]
+        accepted = [[] for _ in returns]
         etas = cfg.eta_init * cfg.rho ** np.arange(cfg.line_search_trials)
         active = list(np.flatnonzero(np.isfinite(returns)))
         rollouts, grad_seconds = 0, 0.0
@@ -438,8 +450,9 @@ class CEMGD(Planner):
                     continue            # no step size improved: this sequence is done
                 seqs[i], returns[i] = candidates[better[0]], R[better[0]]
                 history[i].append(float(returns[i]))
+                accepted[i].append(float(etas[better[0]]))
                 active.append(i)
-        return seqs, returns, history, rollouts, grad_seconds
+        return seqs, returns, history, accepted, rollouts, grad_seconds
 
     def plan(self, state, warmstart=None, mocap=None) -> PlanResult:
         cfg, task = self.cfg, self.task
@@ -456,9 +469,9 @@ class CEMGD(Planner):
         pool, J, C, lambdas = self._cem(state, warmstart, mocap, n_samples, mean, policy_seq)
 
         top = np.argsort(total_cost(J, C, lambdas), kind='stable')[:cfg.refine]
-        seqs, returns, history, ls_rollouts, grad_seconds = self._refine(
+        seqs, returns, history, steps, ls_rollouts, grad_seconds = self._refine(
             state, warmstart, mocap, pool[top], -J[top])
-        best = int(np.argmax(returns)) if np.isfinite(returns).any() else 0
+        best = int(np.argmax(returns))
         chosen = seqs[best]
         J_best, C_best = self._evaluate(state, warmstart, mocap, chosen[None])
         self.mean = chosen.copy()
@@ -469,6 +482,7 @@ class CEMGD(Planner):
                   'samples': n_samples,
                   'rollouts': n_samples + ls_rollouts + 1,
                   'refine_returns': history,
+                  'refine_steps': steps,
                   'cem_best_return': float(-J.min()),
                   'sim_seconds': self.rollouts.sim_seconds - sim_before,
                   'grad_seconds': grad_seconds,

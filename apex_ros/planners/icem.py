@@ -143,6 +143,8 @@ class ICEM(Planner):
         cfg = self.cfg
         states, ok = self.rollouts.run(state, actions, warmstart, mocap)
         J = main_cost(self.task, states, actions)
+        if self.terminal_value is not None:
+            J = J - self.terminal_value.reward(states)
         use_guidance = self.policy is not None and (
             cfg.guidance_c > 0 if cfg.lambda_mode == 'adaptive' else cfg.guidance_lambda > 0)
         use_norm = (cfg.action_norm_c > 0 if cfg.lambda_mode == 'adaptive'

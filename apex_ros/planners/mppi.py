@@ -20,9 +20,8 @@ import numpy as np
 
 from ..config import require
 from ..noise import colored_noise
-from ..value import as_terminal_value
 from .base import Planner, PlanResult
-from .costs import adaptive_lambdas, aux_costs, main_cost
+from .costs import adaptive_lambdas, aux_costs
 
 
 @dataclasses.dataclass
@@ -70,14 +69,8 @@ class MPPI(Planner):
     Config = MPPIConfig
 
     def __init__(self, task, config, rollouts, policy=None, seed: int = 0, terminal_value=None):
-        self.terminal_value = None
         super().__init__(task, config, rollouts, policy=policy, seed=seed)
         self.set_terminal_value(terminal_value)
-
-    def set_terminal_value(self, value):
-        """Use `value` (a value.TerminalValue, an exported value bundle's path, or None) as
-        the terminal reward from now on."""
-        self.terminal_value = as_terminal_value(value, self.task)
 
     def reset(self, seed=None):
         super().reset(seed)
@@ -94,12 +87,12 @@ class MPPI(Planner):
         return np.concatenate([self.mean[1:], self.mean[-1:]])
 
     def _evaluate(self, state, warmstart, mocap, actions):
-        """-> objective (B,), aux costs (B, 2), terminal values (B,), states, rewards (B, H).
-        Failed samples get an infinite objective and zero aux costs."""
+        """-> objective (B,), aux costs (B, 2), terminal rewards discount^H V(s_H) (B,), states,
+        rewards (B, H). Failed samples get an infinite objective and zero aux costs."""
         cfg, task = self.cfg, self.task
         states, ok = self.rollouts.run(state, actions, warmstart, mocap)
         rewards = task.reward(states, actions)
-        objective = main_cost(task, states, actions)
+        objective = -rewards.sum(axis=1)  # costs.main_cost, without evaluating rewards twice
         terminal = np.zeros(len(actions))
         if self.terminal_value is not None and cfg.value_weight > 0:
             terminal = self.terminal_value.reward(states)
@@ -116,7 +109,8 @@ class MPPI(Planner):
         sim_before = self.rollouts.sim_seconds
         t_start = time.perf_counter()
         mean = self._shifted_mean()
-        noise = colored_noise(cfg.beta, (cfg.budget, task.nu, cfg.horizon), self.rng)
+        beta = cfg.beta if cfg.horizon > 1 else 0.0  # one step has no time correlation
+        noise = colored_noise(beta, (cfg.budget, task.nu, cfg.horizon), self.rng)
         noise = cfg.sigma * noise.transpose(0, 2, 1)
         noise[0] = 0.0
         samples = np.clip(mean + noise, task.action_low, task.action_high)
@@ -139,7 +133,7 @@ class MPPI(Planner):
             cost=float(m_obj[0] + m_C[0] @ lambdas),
             main_cost=float(-m_rewards[0].sum()),
             info={'lambdas': lambdas, 'weights_ess': float(1.0 / np.sum(weights ** 2)),
-                  'best_sample_cost': float(cost.min()), 'terminal_value': float(m_terminal[0]),
+                  'best_sample_cost': float(cost.min()), 'terminal_reward': float(m_terminal[0]),
                   'plan_states': m_states[0], 'plan_rewards': m_rewards[0],
                   'plan_ok': bool(np.isfinite(m_obj[0])),
                   'sim_seconds': self.rollouts.sim_seconds - sim_before,
