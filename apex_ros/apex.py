@@ -22,7 +22,7 @@ import torch
 from .bundle import PolicyBundle
 from .config import from_dict, require
 from .dataset import Dataset, LabeledRollout
-from .errors import ApexError
+from .errors import ApexError, ConfigError
 from .export import bundle_bytes
 from .mpc import planner_actor, policy_actor, run_episode
 from .net import MLPPolicy, TrainConfig, make_optimizer, train_policy
@@ -61,20 +61,28 @@ class ApexConfig:
                 f'must be one of {", ".join(ABLATIONS)}, got {self.ablation!r}')
 
 
-def apply_ablation(apex: ApexConfig, planner_cfg):
+def apply_ablation(apex: ApexConfig, planner_cfg, where='apex'):
     """The paper's Appendix B variants, as settings of the loop and the expert."""
-    planner_cfg = dataclasses.replace(planner_cfg, action_norm_c=apex.action_norm_c)
+    def planner_with(**changes):
+        missing = [k for k in changes if not hasattr(planner_cfg, k)]
+        if missing:
+            raise ConfigError(f'{where}.ablation {apex.ablation}: the planner has no '
+                              f'{", ".join(missing)} setting ({type(planner_cfg).__name__})')
+        return dataclasses.replace(planner_cfg, **changes)
+
+    if hasattr(planner_cfg, 'action_norm_c'):
+        planner_cfg = dataclasses.replace(planner_cfg, action_norm_c=apex.action_norm_c)
     a = apex.ablation
     if a == 'bc_only':
         apex = dataclasses.replace(apex, dagger=False)
     elif a == 'unguided':
         apex = dataclasses.replace(apex, guided=False)
     elif a == 'fixed_lambda':
-        planner_cfg = dataclasses.replace(planner_cfg, lambda_mode='fixed')
+        planner_cfg = planner_with(lambda_mode='fixed')
     elif a == 'no_warm_start':
-        planner_cfg = dataclasses.replace(planner_cfg, warm_start=False)
+        planner_cfg = planner_with(warm_start=False)
     elif a == 'no_policy_samples':
-        planner_cfg = dataclasses.replace(planner_cfg, policy_samples=False)
+        planner_cfg = planner_with(policy_samples=False)
     return apex, planner_cfg
 
 
@@ -99,7 +107,7 @@ class ApexTrainer:
         where = f'{run_cfg.path}: '
         self.apex = from_dict(ApexConfig, run_cfg.extra.get('apex'), where + 'apex')
         self.train_cfg = from_dict(TrainConfig, run_cfg.extra.get('train'), where + 'train')
-        self.apex, self.planner_cfg = apply_ablation(self.apex, run_cfg.planner)
+        self.apex, self.planner_cfg = apply_ablation(self.apex, run_cfg.planner, where + 'apex')
         check_output_dir(self.out)
         (self.out / 'bundles').mkdir(exist_ok=True)
         self.task = run_cfg.make_task()

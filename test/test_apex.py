@@ -250,3 +250,22 @@ def test_resume_after_sigkill_mid_phase(tmp_path):
     assert sorted(p.name for p in (run / 'bundles').iterdir()) == [
         'iter_001.onnx', 'iter_002.onnx', 'iter_003.onnx']
     PolicyBundle(run / 'policy.onnx').check_signature(task_signature(make_task('cartpole_swingup')))
+
+
+@pytest.mark.parametrize('planner', ['mppi', 'cem_gd'])
+def test_any_planner_can_be_the_apex_expert(tmp_path, planner):
+    path = write_config(tmp_path, apex={'iterations': 1},
+                        planners={'cem_gd': {'initial_budget': 60, 'budget': 30}})
+    trainer = ApexTrainer(load_run_config(None, path, planner=planner), tmp_path / 'run',
+                          progress=False, log=lambda *a: None)
+    assert trainer.planner.name == planner
+    assert trainer.planner.policy is trainer.policy   # guided like iCEM_pi
+    trainer.run()
+    assert PolicyBundle(tmp_path / 'run' / 'policy.onnx').meta['apex_iteration'] == 1
+
+
+def test_ablation_the_planner_cannot_do_is_refused(tmp_path):
+    path = write_config(tmp_path, apex={'ablation': 'no_warm_start'})
+    with pytest.raises(ConfigError, match='no_warm_start.*warm_start'):
+        ApexTrainer(load_run_config(None, path, planner='mppi'), tmp_path / 'run',
+                    progress=False)
