@@ -131,11 +131,12 @@ class ApexTrainer:
         from .planners import make_planner
         self.planner = make_planner(self.task, run_cfg.planner_name, self.planner_cfg,
                                     threads=run_cfg.rollout.threads, seed=self.seed)
-        self._refresh_policy()
+        self._refresh_policy(self.iteration + (self.phase in ('dagger', 'train_dagger')))
 
     # --- policy handed to the expert and used for rollouts: the exported ONNX graph -------
-    def _refresh_policy(self):
-        self.policy_bytes = bundle_bytes(self.model, self.task, self.iteration)
+    def _refresh_policy(self, version: int):
+        """`version`: the APEX iteration the weights come from (0 = untrained)."""
+        self.policy_bytes = bundle_bytes(self.model, self.task, version)
         self.policy = PolicyBundle(self.policy_bytes)
         self.planner.set_policy(self.policy if self.apex.guided else None)
 
@@ -233,7 +234,7 @@ class ApexTrainer:
         bar.close()
         self.record[f'{key}_loss'] = loss
         self.record['dataset_samples'] = len(obs)
-        self._refresh_policy()
+        self._refresh_policy(self.iteration + 1)
 
     def phase_dagger(self):
         returns = []

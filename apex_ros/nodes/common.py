@@ -18,7 +18,9 @@ def spin(node_factory, argv=None) -> int:
         node = node_factory()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        finished = getattr(node, 'finished', None)  # a threading.Event ends the spin cleanly
+        while rclpy.ok() and not (finished is not None and finished.is_set()):
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except (ApexError, ValueError) as e:

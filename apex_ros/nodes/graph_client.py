@@ -151,8 +151,9 @@ class GraphClient:
             self.executor_transition(Transition.TRANSITION_DEACTIVATE, 'deactivate')
 
     # --- episodes ---------------------------------------------------------------------------
-    def run_episode(self):
-        """Reset the simulation and record the episode driven by whoever is active.
+    def run_episode(self, demos: bool = False):
+        """Reset the simulation and record the episode driven by whoever is active; with
+        `demos`, also wait for the planner's demonstration of every step.
         -> (states (T+1, nstate), warmstarts (T+1, nv), demos {step: (obs, action)}, return)"""
         steps = self.task.episode_steps
         rec = self.recorder
@@ -163,7 +164,8 @@ class GraphClient:
         while True:
             if rec.done.wait(0.05):
                 with rec.lock:
-                    complete = len(rec.states) >= steps + 1
+                    complete = (len(rec.states) >= steps + 1
+                                and (not demos or len(rec.demos) >= steps))
                 if complete:
                     break
             if time.monotonic() > deadline:
@@ -171,11 +173,11 @@ class GraphClient:
                                  f'{self.timeout} s ({len(rec.states)} states received)')
         with rec.lock:
             ordered = [rec.states[t] for t in range(steps + 1)]
-            demos, ret = dict(rec.demos), rec.ret
+            demo_steps, ret = dict(rec.demos), rec.ret
         rec.arm(1 << 30)
         states = np.array([s for s, _ in ordered])
         warmstarts = np.array([w for _, w in ordered])
-        return states, warmstarts, demos, ret
+        return states, warmstarts, demo_steps, ret
 
     def relabel(self, states, warmstarts, seed):
         request_id = next(self._relabel_ids)

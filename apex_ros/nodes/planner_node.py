@@ -9,6 +9,7 @@ by the `policy` parameter, settable at runtime (validated before use), or announ
 /apex/policy_bundle. Relabeling (DAgger): a request on /apex/relabel_request gets the expert
 actions for its states on /apex/relabel_result, one planner carried along the sequence.
 """
+import os
 import sys
 
 import numpy as np
@@ -41,6 +42,7 @@ class PlannerNode(Node):
         source = p('state_source', 'full_state').value
         self.guided = p('guided', True).value
         p('policy', '')
+        self.policy_source = None
         if source not in ('full_state', 'joint_states'):
             raise ValueError(f"parameter state_source: 'full_state' or 'joint_states', got {source!r}")
 
@@ -86,10 +88,15 @@ class PlannerNode(Node):
         """Load and validate a bundle; raises BundleError (the old policy stays)."""
         if not path:
             self.planner.set_policy(None)
+            self.policy_source = None
             return
+        source = (path, os.stat(path).st_mtime_ns) if os.path.exists(path) else None
+        if source is not None and source == self.policy_source:
+            return  # announced after being set as a parameter: already loaded
         bundle = PolicyBundle(path)
         bundle.check_signature(self.signature)
         self.planner.set_policy(bundle if self.guided else None)
+        self.policy_source = source
         self.get_logger().info(f'policy {path} (APEX iteration {bundle.meta["apex_iteration"]})')
 
     def on_parameters(self, params):
@@ -135,6 +142,8 @@ class PlannerNode(Node):
     def plan_for(self, episode, step, state, warmstart):
         if not self.active or (episode, step) == self.answered:
             return
+        if step >= self.task.episode_steps:
+            return  # the terminal state of an episode needs no command
         if episode != self.episode:
             self.episode = episode
             self.planner.reset(self.seed + episode)

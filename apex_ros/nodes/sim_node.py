@@ -122,7 +122,8 @@ class SimNode(Node):
             self.last_command, self.last_command_time = command, self.get_clock().now()
             return
         if self.sim.done:
-            self.get_logger().warning('episode is over; call ~/reset', throttle_duration_sec=2.0)
+            # state-triggered commanders answer the terminal state too: expected, not an error
+            self.get_logger().debug('episode is over; command ignored until ~/reset')
             return
         self.step(command)
 

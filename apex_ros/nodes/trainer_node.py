@@ -29,10 +29,10 @@ class GraphApexTrainer(ApexTrainer):
         self.bundle_path = self.out / 'current_policy.onnx'
         self.graph = GraphClient(node, self.task, timeout=timeout)
         self.graph.wait_ready()
-        self._refresh_policy()
+        self._refresh_policy(self.iteration + (self.phase in ('dagger', 'train_dagger')))
 
-    def _refresh_policy(self):
-        super()._refresh_policy()
+    def _refresh_policy(self, version):
+        super()._refresh_policy(version)
         if self.graph is None:
             return
         atomic_write_bytes(self.bundle_path, self.policy_bytes)
@@ -49,7 +49,7 @@ class GraphApexTrainer(ApexTrainer):
         self.graph.executor_stop()
         self.graph.set_planner_active(True)
         try:
-            states, _, demos, ret = self.graph.run_episode()
+            states, _, demos, ret = self.graph.run_episode(demos=True)
         finally:
             self.graph.set_planner_active(False)
         actions = np.array([demos[t][1] for t in range(len(states) - 1)])
@@ -85,9 +85,12 @@ class TrainerNode(Node):
         self.run_cfg = load_run_config(task, None if config in ('', 'default') else config,
                                        overrides)
         self.status = None
-        threading.Thread(target=self.work, daemon=True).start()
+        self.finished = threading.Event()   # spin() returns once it is set
+        self.worker = threading.Thread(target=self.work, daemon=True)
+        self.worker.start()
 
     def work(self):
+        trainer = None
         try:
             trainer = GraphApexTrainer(self, self.run_cfg, self.out_dir, resume=self.resume,
                                        timeout=self.timeout,
@@ -107,7 +110,14 @@ class TrainerNode(Node):
         except Exception as e:  # report, then end the launch with a failure
             self.get_logger().error(f'training failed: {type(e).__name__}: {e}')
             self.status = 1
-        self.context.try_shutdown()
+        finally:
+            if trainer is not None:
+                trainer.planner.rollouts.close()
+            self.finished.set()
+
+    def on_shutdown(self):
+        if self.worker.is_alive() and not self.finished.is_set():
+            self.get_logger().warning('interrupted: the run resumes with resume:=true')
 
 
 def main(argv=None):

@@ -1,0 +1,193 @@
+"""The ROS graph: simulation node contract, the runner (`apex-ros launch`), and APEX through
+the graph end to end. Real DDS on loopback (test.rosutil isolates the session)."""
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import rosutil  # noqa: I100 (first: isolates the ROS domain before rclpy.init)
+
+import rclpy  # noqa: E402
+from std_msgs.msg import Float64MultiArray  # noqa: E402
+
+from apex_ros import topics  # noqa: E402
+from apex_ros.bundle import PolicyBundle  # noqa: E402
+from apex_ros.graph import GRAPHS  # noqa: E402
+from apex_ros.launcher import graph_argvs, parse_launch_arguments  # noqa: E402
+
+TINY = {
+    'task': {'name': 'cartpole_swingup', 'episode_steps': 30},
+    'planner': {'name': 'icem', 'horizon': 12, 'budget': 60},
+    'rollout': {'threads': 1},
+    'apex': {'iterations': 1, 'eval_episodes': 1},
+    'train': {'steps': 100, 'batch_size': 128, 'threads': 1},
+}
+
+
+@pytest.fixture
+def node():
+    rclpy.init()
+    n = rclpy.create_node('graph_test')
+    yield n
+    n.destroy_node()
+    rclpy.shutdown()
+
+
+def launch(args, log_path):
+    """`apex-ros launch ...` as a subprocess in its own process group."""
+    out = open(log_path, 'w')
+    proc = subprocess.Popen([sys.executable, '-m', 'apex_ros.cli', 'launch', *args],
+                            stdout=out, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    out.close()
+    return proc
+
+
+def started_pids(log_path):
+    return {m.group(1): int(m.group(2)) for m in
+            re.finditer(r'\[launch\] started (\w+) \(pid (\d+)\)', Path(log_path).read_text())}
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f'/proc/{pid}/stat') as f:   # a zombie is dead, just not yet reaped
+        return f.read().split()[2] != 'Z'
+
+
+def wait_until(predicate, timeout):
+    return rosutil.wait_for(predicate, timeout)
+
+
+def tiny_config(tmp_path):
+    path = tmp_path / 'tiny.yaml'
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+# --- the simulation node -------------------------------------------------------------------
+
+def test_sim_node_rejects_wrong_size_and_non_finite_commands(node, tmp_path):
+    log = tmp_path / 'sim.log'
+    procs = rosutil.NodeProcesses()
+    procs.start(rosutil.executable('sim_node', 'apex_ros.nodes.sim_node'), 'sim',
+                {'mode': 'lockstep', 'state_republish': 0.2}, log_path=log)
+    try:
+        states = rosutil.Collector(node, Float64MultiArray, topics.FULL_STATE)
+        pub = node.create_publisher(Float64MultiArray, topics.command_topic('effort_controller'),
+                                    10)
+        assert rosutil.wait_for_subscribers(pub, spin=node, timeout=20)
+        assert states.wait(1, timeout=20, spin=node)            # the reset state (re-sent)
+        assert int(states.msgs[-1].data[1]) == 0
+        # commands are depth 1: wait for each verdict before sending the next
+        pub.publish(Float64MultiArray(data=[0.1, 0.2]))          # cartpole has 1 actuator
+        assert rosutil.wait_for(lambda: 'expected 1 values' in log.read_text(), 10)
+        assert 'got 2' in log.read_text()
+        pub.publish(Float64MultiArray(data=[math.nan]))
+        assert rosutil.wait_for(lambda: 'non-finite' in log.read_text(), 10)
+        pub.publish(Float64MultiArray(data=[0.5]))               # the only valid one
+        assert rosutil.wait_for(lambda: any(int(m.data[1]) >= 1 for m in states.msgs), 10,
+                                spin=node)
+        steps = {int(m.data[1]) for m in states.msgs}
+        assert max(steps) == 1, 'a rejected command was applied'
+    finally:
+        procs.stop_all()
+
+
+# --- the runner ----------------------------------------------------------------------------
+
+def _start_graph(tmp_path, name):
+    log = tmp_path / f'{name}.log'
+    proc = launch(['sim_apex', f'config:={tiny_config(tmp_path)}',
+                   f'out_dir:={tmp_path / "run"}', 'iterations:=50'], log)
+    ready = wait_until(lambda: len(started_pids(log)) == 4 and
+                       'samples/step' in log.read_text(), 60)
+    assert ready, log.read_text()
+    return proc, log
+
+
+def test_runner_stops_everything_when_a_node_dies(tmp_path):
+    proc, log = _start_graph(tmp_path, 'kill')
+    pids = started_pids(log)
+    os.kill(pids['planner'], signal.SIGKILL)
+    assert proc.wait(60) != 0
+    assert wait_until(lambda: not any(alive(p) for p in pids.values()), 30), \
+        {n: alive(p) for n, p in pids.items()}
+    assert 'planner exited with status -9' in log.read_text()
+
+
+def test_runner_forwards_sigint_and_leaves_no_orphans(tmp_path):
+    proc, log = _start_graph(tmp_path, 'sigint')
+    pids = started_pids(log)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 128 + signal.SIGINT
+    assert wait_until(lambda: not any(alive(p) for p in pids.values()), 30)
+
+
+def test_runner_rejects_unknown_arguments():
+    out = subprocess.run([sys.executable, '-m', 'apex_ros.cli', 'launch', 'sim_apex',
+                          'tsak:=x'], capture_output=True, text=True)
+    assert out.returncode == 2 and "unknown launch argument 'tsak'" in out.stderr
+
+
+# --- APEX through the graph -----------------------------------------------------------------
+
+def test_graph_trains_a_policy_and_the_executor_drives_the_sim(tmp_path):
+    log = tmp_path / 'apex.log'
+    run = tmp_path / 'run'
+    proc = launch(['sim_apex', f'config:={tiny_config(tmp_path)}', f'out_dir:={run}',
+                   'iterations:=1'], log)
+    status = proc.wait(300)
+    text = log.read_text()
+    assert status == 0, text[-4000:]
+    m = re.search(r'expert return (\S+) vs policy return (\S+) \(executor driving', text)
+    assert m, text[-3000:]
+    assert math.isfinite(float(m.group(1))) and math.isfinite(float(m.group(2)))
+    metrics = [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
+    assert [x['iteration'] for x in metrics] == [1]
+    assert metrics[0]['dataset_samples'] == 2 * TINY['task']['episode_steps']
+    assert PolicyBundle(run / 'policy.onnx').meta['apex_iteration'] == 1
+    # the executor (not the planner) drove the final episode, with that bundle
+    assert re.search(r'\[policy_executor\].*(activ|configur)', text)
+    pids = started_pids(log)
+    assert wait_until(lambda: not any(alive(p) for p in pids.values()), 30)
+
+
+# --- the launch files build the same argv as the runner (needs launch_ros) ----------------
+
+@pytest.mark.parametrize('graph', sorted(GRAPHS))
+def test_launch_file_and_runner_build_the_same_argv(graph, tmp_path):
+    pytest.importorskip('launch_ros')
+    from launch import LaunchContext, LaunchDescription
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch.utilities import perform_substitutions
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'lf', Path(__file__).parent.parent / 'launch' / f'{"policy" if graph == "policy" else graph}.launch.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description: LaunchDescription = module.generate_launch_description()
+    context = LaunchContext()
+    nodes = []
+    for entity in description.entities:
+        if isinstance(entity, DeclareLaunchArgument):
+            entity.execute(context)
+        elif isinstance(entity, OpaqueFunction):
+            nodes += entity.execute(context)
+    ours = graph_argvs(graph, parse_launch_arguments(graph, []))
+    assert len(nodes) == len(ours)
+    for action, (node_spec, argv) in zip(nodes, ours):
+        action._perform_substitutions(context)
+        cmd = [perform_substitutions(context, part) for part in action.cmd]
+        assert Path(cmd[0]).name == Path(argv[0]).name
+        assert cmd[1:] == argv[1:]
