@@ -31,6 +31,7 @@ setup(
             'planner_node = apex_ros.nodes.planner_node:main',
             'trainer_node = apex_ros.nodes.trainer_node:main',
             'policy_executor = apex_ros.nodes.policy_executor:main',
+            'recorder_node = apex_ros.nodes.recorder_node:main',
         ],
     },
 )

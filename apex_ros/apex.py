@@ -141,13 +141,16 @@ class ApexTrainer:
         self.planner.set_policy(self.policy if self.apex.guided else None)
 
     def _add_shard(self, path):
+        path = str(Path(path).resolve())
+        if any(r.info.get('shard') == path for r in self.dataset.rollouts):
+            return  # already in the dataset restored from the checkpoint (--resume)
         shard = Dataset.load(path)
         for r in shard.rollouts:
             if r.obs.shape[1] != self.task.obs_dim or r.actions.shape[1] != self.task.nu:
                 raise ApexError(f'{path}: shard data has obs {r.obs.shape[1]} / actions '
                                 f'{r.actions.shape[1]}, task {self.task.name} needs '
                                 f'{self.task.obs_dim} / {self.task.nu}')
-            self.dataset.add(dataclasses.replace(r, kind='shard'))
+            self.dataset.add(dataclasses.replace(r, kind='shard', info={**r.info, 'shard': path}))
 
     # --- persistence ------------------------------------------------------------------------
     def _save_checkpoint(self):

@@ -39,6 +39,8 @@ SIM_APEX_ARGUMENTS = (
     LaunchArgument('out_dir', 'runs/sim_apex', 'run directory for bundles, metrics, plot'),
     LaunchArgument('iterations', '0', "APEX iterations (0: the config's apex.iterations)"),
     LaunchArgument('resume', 'false', 'continue the run in out_dir'),
+    LaunchArgument('record', "''", "bag directory to record the policy rollouts to (rosbag2 "
+                   "MCAP, with the full state, for `apex-ros relabel`); '' (empty): none"),
 )
 
 POLICY_ARGUMENTS = (
@@ -52,7 +54,7 @@ POLICY_ARGUMENTS = (
 def sim_apex(args: dict) -> list:
     """MuJoCo sim in lockstep + iCEM_pi planner + ONNX executor + APEX trainer."""
     task_params = (('task', args['task']), ('config', args['config']))
-    return [
+    nodes = [
         NodeSpec('sim_node', 'sim', ('sim_apex.yaml',), task_params),
         NodeSpec('planner_node', 'planner', ('sim_apex.yaml',), task_params),
         NodeSpec('policy_executor', 'policy_executor', ('sim_apex.yaml',)),
@@ -60,6 +62,11 @@ def sim_apex(args: dict) -> list:
             ('out_dir', args['out_dir']), ('iterations', args['iterations']),
             ('resume', args['resume'])), ends_launch=True),
     ]
+    if args.get('record', "''") not in ('', "''"):
+        # starts paused; the trainer records exactly the policy rollouts
+        nodes.append(NodeSpec('recorder_node', 'recorder', ('sim_apex.yaml',),
+                              (('output', args['record']),)))
+    return nodes
 
 
 def policy(args: dict) -> list:

@@ -17,7 +17,7 @@ class TrainConfig:
     l2: float = 1e-5
     batch_size: int = 1024
     steps: int = 1000          # gradient steps per training
-    threads: int = 2           # torch intra-op threads
+    threads: int = 1           # torch intra-op threads (2 thrash when another process is busy)
 
     def validate(self, where='train'):
         require(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), f'{where}.hidden',

@@ -4,6 +4,8 @@
 `as_policy` adapts what users have: None (no policy), a torch module, an onnxruntime
 session, a path to an .onnx file, or anything already following the interface.
 """
+import sys
+
 import numpy as np
 
 from .errors import ApexError
@@ -57,12 +59,9 @@ def as_policy(obj, task=None):
     if obj is None:
         return None
     policy = obj
-    try:
-        import torch
-        if isinstance(obj, torch.nn.Module):
-            policy = TorchPolicy(obj)
-    except ImportError:
-        pass
+    torch = sys.modules.get('torch')  # a torch module can only exist if torch is loaded
+    if torch is not None and isinstance(obj, torch.nn.Module):
+        policy = TorchPolicy(obj)
     if isinstance(obj, str) or type(obj).__name__ == 'PosixPath' or \
             type(obj).__name__ == 'InferenceSession':
         policy = OnnxPolicy(obj)

@@ -29,6 +29,7 @@ def command_topic(controller: str) -> str:
 
 # QoS, as plain settings (nodes build rclpy QoSProfile objects from these).
 STATE_QOS = {'reliability': 'best_effort', 'depth': 1}      # state subscriptions
+STATE_PUB_QOS = {'reliability': 'reliable', 'depth': 10}    # state publishers (recorders keep up)
 COMMAND_QOS = {'reliability': 'reliable', 'depth': 1}       # command publishers
 BUNDLE_QOS = {'reliability': 'reliable', 'depth': 1, 'durability': 'transient_local'}
 EVENT_QOS = {'reliability': 'reliable', 'depth': 100}       # rewards, returns, demonstrations

@@ -19,6 +19,7 @@ import rclpy  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 
 from apex_ros import topics  # noqa: E402
+from apex_ros.bags.reader import BagReader  # noqa: E402
 from apex_ros.bundle import PolicyBundle  # noqa: E402
 from apex_ros.graph import GRAPHS  # noqa: E402
 from apex_ros.launcher import graph_argvs, parse_launch_arguments  # noqa: E402
@@ -144,9 +145,9 @@ def test_runner_rejects_unknown_arguments():
 
 def test_graph_trains_a_policy_and_the_executor_drives_the_sim(tmp_path):
     log = tmp_path / 'apex.log'
-    run = tmp_path / 'run'
+    run, bag = tmp_path / 'run', tmp_path / 'bag'
     proc = launch(['sim_apex', f'config:={tiny_config(tmp_path)}', f'out_dir:={run}',
-                   'iterations:=1'], log)
+                   'iterations:=1', f'record:={bag}'], log)
     status = proc.wait(300)
     text = log.read_text()
     assert status == 0, text[-4000:]
@@ -161,6 +162,12 @@ def test_graph_trains_a_policy_and_the_executor_drives_the_sim(tmp_path):
     assert re.search(r'\[policy_executor\].*(activ|configur)', text)
     pids = started_pids(log)
     assert wait_until(lambda: not any(alive(p) for p in pids.values()), 30)
+    # record:=DIR recorded the policy rollouts (the DAgger one and the final drive: sim
+    # episodes 2 and 3), not the expert's (episode 1); cleanly closed, so nothing to recover
+    reader = BagReader(bag)
+    episodes = {int(m.msg.data[0]) for m in reader.messages([topics.FULL_STATE], decode=True)}
+    assert episodes == {2, 3}
+    assert not reader.damaged
 
 
 # --- the launch files build the same argv as the runner (needs launch_ros) ----------------

@@ -64,7 +64,7 @@ class EpisodeRecorder:
 
 class GraphClient:
     def __init__(self, node, task, sim='sim', planner='planner', executor='policy_executor',
-                 timeout=300.0):
+                 recorder='recorder', timeout=300.0):
         self.node, self.task, self.timeout = node, task, timeout
         self.recorder = EpisodeRecorder(task.layout.size, task.obs_dim)
         self.last_episode = -1
@@ -75,6 +75,8 @@ class GraphClient:
         self.executor_change = cb(ChangeState, f'/{executor}/change_state')
         self.executor_state = cb(GetState, f'/{executor}/get_state')
         self.executor_params = cb(SetParameters, f'/{executor}/set_parameters')
+        self.recorder_resume = cb(Trigger, f'/{recorder}/resume')
+        self.recorder_pause = cb(Trigger, f'/{recorder}/pause')
         sub = node.create_subscription
         sub(Float64MultiArray, topics.FULL_STATE, self.recorder.on_state, qos.EVENT)
         sub(Float64MultiArray, topics.DEMONSTRATIONS, self.recorder.on_demo, qos.EVENT)
@@ -145,6 +147,12 @@ class GraphClient:
         self._set_param(self.executor_params, 'bundle', bundle_path, 'executor bundle')
         self.executor_transition(Transition.TRANSITION_CONFIGURE, 'configure')
         self.executor_transition(Transition.TRANSITION_ACTIVATE, 'activate')
+
+    def set_recording(self, on: bool):
+        """Resume/pause the recorder, if the graph has one (record:=DIR)."""
+        client = self.recorder_resume if on else self.recorder_pause
+        if client.service_is_ready():
+            self.call(client, Trigger.Request(), 'recorder ' + ('resume' if on else 'pause'))
 
     def executor_stop(self):
         if self.executor_lifecycle_state() == 'active':

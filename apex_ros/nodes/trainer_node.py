@@ -58,9 +58,11 @@ class GraphApexTrainer(ApexTrainer):
     def policy_rollout(self, seed):
         self.graph.set_planner_active(False)
         self.graph.executor_drive(str(self.bundle_path))
+        self.graph.set_recording(True)
         try:
             states, warmstarts, _, ret = self.graph.run_episode()
         finally:
+            self.graph.set_recording(False)
             self.graph.executor_stop()
         actions = np.clip(self.policy(self.task.observe(states[:-1])),
                           self.task.action_low, self.task.action_high)
