@@ -220,7 +220,8 @@ class ApexTrainer:
         returns = []
         for j in range(self.apex.expert_rollouts):
             seed = self._seed(1, j)
-            ep = self.expert_rollout(seed, self._bar(f'expert {j + 1}/{self.apex.expert_rollouts}'))
+            label = self._bar(f'expert {j + 1}/{self.apex.expert_rollouts}')
+            ep = self.expert_rollout(seed, label)
             self.dataset.add(LabeledRollout(self.task.observe(ep.states[:-1]),
                                             ep.actions.astype(np.float32), 'expert',
                                             self.iteration, {'return': ep.ret, 'seed': seed}))

@@ -123,3 +123,25 @@ def bench_graph(task: str, config: str | None, iterations: int, workdir: str,
                                for k in PHASE_KEYS}}
     result.update(environment())
     return result
+
+
+def bench_inference(bundle_path, calls: int = 20000) -> dict:
+    """Batch-1 latency of a policy bundle through onnxruntime on one thread."""
+    from .bundle import PolicyBundle
+    bundle = PolicyBundle(bundle_path, threads=1)
+    rng = np.random.default_rng(0)
+    obs = rng.standard_normal((calls, 1, bundle.obs_dim)).astype(np.float32)
+    for i in range(min(1000, calls)):  # warm-up
+        bundle(obs[i])
+    times = np.empty(calls)
+    for i in range(calls):
+        t0 = time.perf_counter_ns()
+        bundle(obs[i])
+        times[i] = time.perf_counter_ns() - t0
+    us = times / 1e3
+    result = {'bundle': str(bundle_path), 'obs_dim': bundle.obs_dim, 'act_dim': bundle.act_dim,
+              'calls': calls, 'threads': 1, 'p50_us': float(np.percentile(us, 50)),
+              'p99_us': float(np.percentile(us, 99)), 'max_us': float(us.max()),
+              'mean_us': float(us.mean())}
+    result.update(environment())
+    return result

@@ -218,6 +218,15 @@ def cmd_relabel(args):
     return 0
 
 
+def cmd_bench_inference(args):
+    from .bench import bench_inference, write_json
+    result = bench_inference(args.policy, args.calls)
+    write_json(args.json, result)
+    print(f'{args.policy}: batch-1 onnxruntime (1 thread) p50 {result["p50_us"]:.1f} us, '
+          f'p99 {result["p99_us"]:.1f} us over {args.calls} calls -> {args.json}')
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog='apex-ros', description='APEX policy extraction from an iCEM_pi MuJoCo planner.')
@@ -321,6 +330,11 @@ def build_parser():
     b.add_argument('--workdir', help='keep both runs here (default: a temporary directory)')
     b.add_argument('--quiet', action='store_true')
     b.set_defaults(func=cmd_bench_graph)
+    b = bench.add_parser('inference', help='batch-1 policy latency through the bundle')
+    b.add_argument('--policy', required=True, help='policy bundle (.onnx)')
+    b.add_argument('--calls', type=int, default=20000)
+    b.add_argument('--json', required=True)
+    b.set_defaults(func=cmd_bench_inference)
     return parser
 
 

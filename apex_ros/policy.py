@@ -75,7 +75,8 @@ def as_policy(obj, task=None):
 def check_policy_fits(policy, task):
     if policy.obs_dim != task.obs_dim:
         raise ApexError(f'policy expects observations of size {policy.obs_dim}, but task '
-                        f'{task.name} produces {task.obs_dim} ({", ".join(task.observation.terms)})')
+                        f'{task.name} produces {task.obs_dim} '
+                        f'({", ".join(task.observation.terms)})')
     if policy.act_dim != task.nu:
         raise ApexError(f'policy outputs actions of size {policy.act_dim}, but task {task.name} '
                         f'has {task.nu} actuators')

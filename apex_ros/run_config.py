@@ -15,7 +15,7 @@ from .config import ConfigError, from_dict, load_yaml
 from .errors import ApexError
 from .planners import make_planner, planner_class, planner_config
 from .resources import config_path
-from .tasks import make_task, task_class
+from .tasks import task_class
 
 
 @dataclasses.dataclass
@@ -126,5 +126,3 @@ def load_run_config(task_name: str | None = None, path=None, overrides: dict | N
         raise ConfigError(f'{path}: seed: expected an integer, got {seed!r}')
     extra = {k: data[k] for k in EXTRA_SECTIONS if k in data}
     return RunConfig(path, task, planner_name, planner_cfg, rollout, seed, extra)
-
-

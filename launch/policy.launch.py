@@ -8,4 +8,3 @@ GRAPH = 'policy'
 
 def generate_launch_description():
     return generate_for(GRAPH)
-

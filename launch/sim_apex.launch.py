@@ -9,4 +9,3 @@ GRAPH = 'sim_apex'
 
 def generate_launch_description():
     return generate_for(GRAPH)
-

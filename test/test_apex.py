@@ -1,6 +1,5 @@
 """APEX loop: guidance effect, DAgger relabel cost, dataset window, bundles, persistence."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -243,13 +242,14 @@ def test_resume_after_sigkill_mid_phase(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert 'resuming' in done.stdout
     _all_outputs_readable(run)
-    metrics = [json.loads(l) for l in (run / 'metrics.jsonl').read_text().splitlines()]
+    metrics = [json.loads(line) for line in (run / 'metrics.jsonl').read_text().splitlines()]
     assert [m['iteration'] for m in metrics] == [1, 2, 3]
     summary = json.loads((run / 'summary.json').read_text())
     assert summary['iterations'] == 3
     assert sorted(p.name for p in (run / 'bundles').iterdir()) == [
         'iter_001.onnx', 'iter_002.onnx', 'iter_003.onnx']
-    PolicyBundle(run / 'policy.onnx').check_signature(task_signature(make_task('cartpole_swingup')))
+    signature = task_signature(make_task('cartpole_swingup'))
+    PolicyBundle(run / 'policy.onnx').check_signature(signature)
 
 
 @pytest.mark.parametrize('planner', ['mppi', 'cem_gd'])

@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -179,8 +178,8 @@ def test_launch_file_and_runner_build_the_same_argv(graph, tmp_path):
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.utilities import perform_substitutions
     import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'lf', Path(__file__).parent.parent / 'launch' / f'{"policy" if graph == "policy" else graph}.launch.py')
+    launch_file = Path(__file__).parent.parent / 'launch' / f'{graph}.launch.py'
+    spec = importlib.util.spec_from_file_location('launch_file', launch_file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     description: LaunchDescription = module.generate_launch_description()

@@ -12,7 +12,8 @@ from apex_ros.sim import Simulation
 from apex_ros.tasks import TASKS, make_task, task_class
 from apex_ros.tasks.base import Observation, load_model
 
-GYM_ASSETS = Path(importlib.util.find_spec('gymnasium').origin).parent / 'envs' / 'mujoco' / 'assets'
+GYM_ASSETS = (Path(importlib.util.find_spec('gymnasium').origin).parent
+              / 'envs' / 'mujoco' / 'assets')
 MODELS = Path(__file__).resolve().parent.parent / 'models'
 
 
@@ -52,7 +53,8 @@ def test_missing_absolute_model_names_the_path(tmp_path):
 
 def test_malformed_model_is_an_apex_error(tmp_path):
     path = tmp_path / 'broken.xml'
-    path.write_text('<mujoco><worldbody><body><joint type="nonsense"/></body></worldbody></mujoco>')
+    path.write_text('<mujoco><worldbody><body><joint type="nonsense"/></body></worldbody>'
+                    '</mujoco>')
     with pytest.raises(ApexError, match='broken.xml'):
         load_model(str(path))
 

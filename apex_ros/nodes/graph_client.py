@@ -128,7 +128,8 @@ class GraphClient:
         self.pub_bundle.publish(String(data=path))
 
     def executor_lifecycle_state(self) -> str:
-        return self.call(self.executor_state, GetState.Request(), 'executor state').current_state.label
+        answer = self.call(self.executor_state, GetState.Request(), 'executor state')
+        return answer.current_state.label
 
     def executor_transition(self, transition_id, what):
         res = self.call(self.executor_change, ChangeState.Request(

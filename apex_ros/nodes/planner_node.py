@@ -44,7 +44,8 @@ class PlannerNode(Node):
         p('policy', '')
         self.policy_source = None
         if source not in ('full_state', 'joint_states'):
-            raise ValueError(f"parameter state_source: 'full_state' or 'joint_states', got {source!r}")
+            raise ValueError("parameter state_source: 'full_state' or 'joint_states', "
+                             f'got {source!r}')
 
         self.cfg = load_run_config(task_name, None if config in ('', 'default') else config,
                                    planner=planner_name or None)

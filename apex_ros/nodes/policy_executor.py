@@ -406,7 +406,9 @@ def main(argv=None):
             node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS):
         stop.append('autostart failed')
     try:
-        # A timeout, so that the Python signal handlers get to run while nothing arrives.
+        # spin_once with a timeout lets the Python signal handlers run while nothing arrives.
+        # (rclpy 7.1.6's EventsExecutor.spin() delivered no callbacks at all here; spin_once
+        # works, and it busy-loops forever once the context is shut down under it.)
         while not stop and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
     finally:

@@ -108,7 +108,8 @@ class SimNode(Node):
     def validate(self, msg):
         data = np.asarray(msg.data, dtype=np.float64)
         if data.shape != (self.task.nu,):
-            return None, f'expected {self.task.nu} values {self.task.actuated_joints()}, got {len(data)}'
+            return None, (f'expected {self.task.nu} values {self.task.actuated_joints()}, '
+                          f'got {len(data)}')
         if not np.all(np.isfinite(data)):
             return None, f'non-finite values {data.tolist()}'
         return data, None

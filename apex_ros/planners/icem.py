@@ -53,7 +53,8 @@ class ICEMConfig:
 
     def validate(self, where='planner'):
         require(self.horizon >= 1, f'{where}.horizon', f'must be >= 1, got {self.horizon}')
-        require(self.iterations >= 1, f'{where}.iterations', f'must be >= 1, got {self.iterations}')
+        require(self.iterations >= 1, f'{where}.iterations',
+                f'must be >= 1, got {self.iterations}')
         require(self.elites >= 1, f'{where}.elites', f'must be >= 1, got {self.elites}')
         require(self.sigma >= 0, f'{where}.sigma', f'must be >= 0, got {self.sigma}')
         require(self.beta >= 0, f'{where}.beta', f'must be >= 0, got {self.beta}')
@@ -76,8 +77,11 @@ class ICEMConfig:
     @property
     def num_samples(self) -> int:
         """N, the first iteration's population: the largest N with sum_i N_i <= budget."""
+        def total(n):
+            return population_sizes(self.elites, self.iterations, self.gamma, n).sum()
+
         n = 2 * self.elites
-        while population_sizes(self.elites, self.iterations, self.gamma, n + 1).sum() <= self.budget:
+        while total(n + 1) <= self.budget:
             n += 1
         return n
 
@@ -174,7 +178,8 @@ class ICEM(Planner):
         n_keep = int(cfg.keep_fraction * cfg.elites)
 
         policy_seq = None
-        if self.policy is not None and (cfg.policy_samples or (cfg.warm_start and self.mean is None)):
+        first_step = self.mean is None
+        if self.policy is not None and (cfg.policy_samples or (cfg.warm_start and first_step)):
             policy_seq = closed_loop_rollout(task, self.policy, state, H, warmstart, mocap)[1][0]
 
         mean = self._initial_mean(policy_seq)

@@ -28,7 +28,8 @@ def resolve_model_file(model_file: str) -> Path:
         spec = importlib.util.find_spec('gymnasium')
         if spec is None:
             raise ApexError(f'model {model_file}: the gymnasium package is not installed')
-        path = Path(spec.origin).parent / 'envs' / 'mujoco' / 'assets' / model_file.split(':', 1)[1]
+        assets = Path(spec.origin).parent / 'envs' / 'mujoco' / 'assets'
+        path = assets / model_file.split(':', 1)[1]
     else:
         path = Path(model_file) if Path(model_file).is_absolute() else model_path(model_file)
     if not path.is_file():
