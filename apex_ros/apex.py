@@ -206,12 +206,8 @@ class ApexTrainer:
     def relabel(self, states, warmstarts, seed, progress=None):
         """Expert actions for a sequence of visited states, one planner along the sequence
         (its step-to-step memory kept, as in the paper)."""
-        self.planner.reset(seed)
         bar = Progress(progress or '', len(states), enabled=progress is not None)
-        labels = np.empty((len(states), self.task.nu))
-        for t, state in enumerate(states):
-            labels[t] = self.planner.plan(state, warmstarts[t] if warmstarts else None).action
-            bar.update(t + 1)
+        labels = self.planner.relabel(states, warmstarts, seed, on_step=bar.update)
         bar.close()
         return labels
 

@@ -75,14 +75,10 @@ class Expert:
         self.planner.set_policy(PolicyBundle(settings.policy_bytes) if settings.guided else None)
 
     def relabel(self, states, warmstarts, seed, on_progress=None) -> np.ndarray:
-        self.planner.reset(seed)
-        labels = np.empty((len(states), self.task.nu))
-        for t, state in enumerate(states):
-            ws = None if warmstarts is None else warmstarts[t]
-            labels[t] = self.planner.plan(state, ws).action
-            if on_progress is not None and ((t + 1) % REPORT_EVERY == 0 or t + 1 == len(states)):
-                on_progress(t + 1)
-        return labels
+        def on_step(done):
+            if on_progress is not None and (done % REPORT_EVERY == 0 or done == len(states)):
+                on_progress(done)
+        return self.planner.relabel(states, warmstarts, seed, on_step)
 
     def close(self):
         self.planner.rollouts.close()

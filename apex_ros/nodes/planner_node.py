@@ -158,9 +158,7 @@ class PlannerNode(Node):
     def on_relabel(self, msg):
         request_id, seed, states, warmstarts = topics.unpack_relabel_request(
             msg.data, self.nstate, self.nv)
-        self.planner.reset(seed)
-        actions = [self.planner.plan(s, None if warmstarts is None else warmstarts[t]).action
-                   for t, s in enumerate(states)]
+        actions = self.planner.relabel(states, warmstarts, seed)
         self.episode = None  # the next MPC state starts a fresh plan
         self.pub_relabel.publish(Float64MultiArray(
             data=[float(request_id), float(len(actions)), *np.ravel(actions).tolist()]))

@@ -50,6 +50,18 @@ class Planner:
     def plan(self, state, warmstart=None, mocap=None) -> PlanResult:
         raise NotImplementedError
 
+    def relabel(self, states, warmstarts=None, seed: int | None = None, on_step=None):
+        """Expert actions for a sequence of visited states (DAgger): reset with `seed`, then
+        plan along the sequence, keeping the step-to-step memory as MPC would."""
+        self.reset(seed)
+        has_ws = warmstarts is not None and len(warmstarts) > 0
+        labels = np.empty((len(states), self.task.nu))
+        for t, state in enumerate(states):
+            labels[t] = self.plan(state, warmstarts[t] if has_ws else None).action
+            if on_step is not None:
+                on_step(t + 1)
+        return labels
+
     @property
     def samples_per_step(self) -> int:
         raise NotImplementedError

@@ -20,7 +20,7 @@ class HalfCheetahRun(Task):
     class Params:
         forward_weight: float = 1.0
         ctrl_cost_weight: float = 0.1
-        max_root_angle: float = 1.0       # rad; |rooty| beyond this is penalized ...
+        max_root_angle: float = 1.5708    # rad (pi/2); |rooty| beyond this is penalized ...
         root_angle_penalty: float = 100.0  # ... by this much per rad per step
 
     def obs_terms(self):
