@@ -155,6 +155,30 @@ def cmd_bench_apex(args):
     return 0
 
 
+def cmd_polo(args):
+    import dataclasses
+    from .config import from_dict
+    from .polo import run_polo
+    from .value import ValueConfig
+    args.planner = 'polo'
+    cfg = _load(args)
+    value_cfg = from_dict(ValueConfig, cfg.extra.get('value'), f'{cfg.path}: value')
+    task = cfg.make_task()
+    steps = args.steps or 10 * task.episode_steps
+    print(f'POLO on {task.name}: MPPI horizon {cfg.planner.horizon}, {cfg.planner.budget} '
+          f'samples/step, {value_cfg.members} value networks, {steps} agent steps')
+
+    def on_episode(i, ep):
+        if not args.quiet:
+            print(f'episode {i + 1}: return {ep.ret:.2f}', flush=True)
+    run = run_polo(task, dataclasses.asdict(cfg.planner), value_cfg, steps, seed=cfg.seed,
+                   threads=cfg.rollout.threads, on_episode=on_episode)
+    run.ensemble.export(task, args.out)
+    print(f'value ensemble -> {args.out}; to use it as the terminal value of a planner, set '
+          f'value_model: {args.out} in its settings (planner: or planners.<name>:)')
+    return 0
+
+
 def cmd_launch(args):
     from .graph import GRAPHS
     from .launcher import Launcher, graph_argvs, parse_launch_arguments
@@ -261,6 +285,14 @@ def build_parser():
     p.add_argument('--episodes', type=int, default=5)
     p.add_argument('--quiet', action='store_true')
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser('polo', help='POLO: MPPI + value-ensemble learning; exports the '
+                       'value ensemble (ONNX)')
+    _add_run_args(p)
+    p.add_argument('--steps', type=int, help='agent steps (default: 10 episodes)')
+    p.add_argument('--out', required=True, help='value ensemble file (.onnx)')
+    p.add_argument('--quiet', action='store_true')
+    p.set_defaults(func=cmd_polo)
 
     p = sub.add_parser('launch', help='start a node graph (same processes and argv as '
                        '`ros2 launch apex_ros GRAPH.launch.py`)')

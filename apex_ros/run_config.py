@@ -56,7 +56,7 @@ class RunConfig:
 
 KNOWN_SECTIONS = ('task', 'planner', 'planners', 'rollout', 'seed')
 SHARED_PLANNER_KEYS = ('horizon', 'budget')
-EXTRA_SECTIONS = ('apex', 'train')
+EXTRA_SECTIONS = ('apex', 'train', 'value')
 
 
 def _registered(lookup, name, where):

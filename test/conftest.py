@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from apex_ros.sim import Simulation
 from apex_ros.tasks import make_task
 from apex_ros.tasks.base import Task
 
@@ -91,3 +92,15 @@ class LinearTanhPolicy:
 @pytest.fixture
 def linear_policy():
     return LinearTanhPolicy
+
+
+def mpc_actions(task, planner, steps, start_seed=0):
+    """Closed-loop MPC for `steps` steps; the executed actions (steps, nu)."""
+    sim = Simulation(task)
+    sim.reset(start_seed)
+    actions = []
+    for _ in range(steps):
+        result = planner.plan(*sim.plan_inputs())
+        actions.append(result.action)
+        sim.step(result.action)
+    return np.array(actions)

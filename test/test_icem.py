@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import mpc_actions
 
 from apex_ros.errors import ApexError, ConfigError
 from apex_ros.mpc import run_mpc
@@ -14,18 +15,6 @@ from apex_ros.sim import Simulation
 from apex_ros.tasks.cartpole import CartpoleSwingup
 
 SMALL = {'horizon': 12, 'budget': 60}
-
-
-def mpc_actions(task, planner, steps, start_seed=0):
-    """Closed-loop MPC for `steps` steps; the executed actions (steps, nu)."""
-    sim = Simulation(task)
-    sim.reset(start_seed)
-    actions = []
-    for _ in range(steps):
-        result = planner.plan(*sim.plan_inputs())
-        actions.append(result.action)
-        sim.step(result.action)
-    return np.array(actions)
 
 
 # --- (a) determinism ---------------------------------------------------------------------------

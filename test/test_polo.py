@@ -7,6 +7,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import mpc_actions
 
 from apex_ros.bundle import BundleError
 from apex_ros.errors import ConfigError
@@ -29,17 +30,6 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def mpc_actions(task, planner, steps, start_seed=0):
-    sim = Simulation(task)
-    sim.reset(start_seed)
-    actions = []
-    for _ in range(steps):
-        result = planner.plan(*sim.plan_inputs())
-        actions.append(result.action)
-        sim.step(result.action)
-    return np.array(actions)
 
 
 def fitted_ensemble(obs_dim, seed=0, steps=300, **settings):
@@ -272,6 +262,14 @@ def test_polo_planner_loads_its_value_model_from_the_config(cartpole, tmp_path, 
     assert result.info['terminal_reward'] != 0.0 and np.isfinite(result.cost)
     mppi = closing(make_planner(cartpole, 'mppi', SMALL))
     assert mppi.terminal_value is None
+    icem = closing(make_planner(cartpole, 'icem', {'horizon': 10, 'budget': 60,
+                                                   'value_model': str(path)}))
+    assert icem.terminal_value is not None and icem.terminal_value.source == str(path)
+
+
+def test_icem_missing_value_model_names_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r'planner\.value_model: file not found'):
+        planner_config('icem', {'value_model': str(tmp_path / 'nope.onnx')})
 
 
 def test_run_polo_trains_and_exports(cartpole, tmp_path):

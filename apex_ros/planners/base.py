@@ -30,6 +30,8 @@ class Planner:
         self.policy = None
         self.set_policy(policy)
         self.seed = seed
+        if getattr(config, 'value_model', ''):   # an exported value ensemble (POLO)
+            self.set_terminal_value(config.value_model)
         self.reset(seed)
 
     def set_policy(self, policy):

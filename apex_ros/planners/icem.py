@@ -19,6 +19,7 @@ Per control step:
 """
 import dataclasses
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -50,6 +51,7 @@ class ICEMConfig:
     guidance_lambda: float = 1.0     # lambda_j in fixed mode
     action_norm_lambda: float = 0.0  # lambda_j in fixed mode
     epsilon: float = 1e-6
+    value_model: str = ''        # exported value ensemble (apex-ros polo): terminal value
 
     def validate(self, where='planner'):
         require(self.horizon >= 1, f'{where}.horizon', f'must be >= 1, got {self.horizon}')
@@ -67,6 +69,8 @@ class ICEMConfig:
         for key in ('guidance_c', 'action_norm_c', 'guidance_lambda', 'action_norm_lambda'):
             require(getattr(self, key) >= 0, f'{where}.{key}', 'must be >= 0')
         require(self.epsilon > 0, f'{where}.epsilon', 'must be > 0')
+        require(not self.value_model or Path(self.value_model).is_file(),
+                f'{where}.value_model', f'file not found: {self.value_model}')
         minimum = population_sizes(self.elites, self.iterations, self.gamma, 0).sum()
         if self.budget < minimum:
             raise ConfigError(
