@@ -182,10 +182,11 @@ def test_halfcheetah_reward_is_forward_velocity_minus_control(halfcheetah):
     assert after[1] != before[1]          # it really moved: the forward term is exercised
 
 
-@pytest.mark.parametrize('rooty', [1.4, -1.6])
-def test_halfcheetah_root_angle_penalty(halfcheetah, rooty):
+@pytest.mark.parametrize('beyond', [0.4, -0.6])
+def test_halfcheetah_root_angle_penalty(halfcheetah, beyond):
+    limit = halfcheetah.params.max_root_angle
     state = Simulation(halfcheetah).reset(0)
-    state[1 + 2] = rooty            # qpos: rootx, rootz, rooty
+    state[1 + 2] = np.sign(beyond) * limit + beyond   # qpos: rootx, rootz, rooty
     state[2] = 0.5                  # lift it off the floor
     state[halfcheetah.layout.qvel] = 0.0
     a = np.full(halfcheetah.nu, 0.5)
