@@ -183,7 +183,9 @@ def cmd_launch(args):
     from .graph import GRAPHS
     from .launcher import Launcher, graph_argvs, parse_launch_arguments
     if args.graph is None or args.graph not in GRAPHS:
-        known = ', '.join(f'{g} ({", ".join(f"{a.name}:={a.default}" for a in GRAPHS[g][1])})'
+        def shown(a):
+            return f'{a.name}:=' + ('(required)' if a.default is None else a.default)
+        known = ', '.join(f'{g} ({", ".join(shown(a) for a in GRAPHS[g][1])})'
                           for g in sorted(GRAPHS))
         if args.graph is None:
             print(f'graphs: {known}')

@@ -29,7 +29,7 @@ class NodeSpec:
 @dataclasses.dataclass(frozen=True)
 class LaunchArgument:
     name: str
-    default: str
+    default: str | None     # None: required
     description: str
 
 
@@ -46,8 +46,8 @@ SIM_APEX_ARGUMENTS = (
 POLICY_ARGUMENTS = (
     LaunchArgument('params_file', 'policy_executor.yaml',
                    "the robot's executor parameters (file name under config/, or a path)"),
-    LaunchArgument('bundle', "''", "policy bundle (.onnx); '' (empty): wait for one on "
-                   '/apex/policy_bundle'),
+    LaunchArgument('bundle', None, 'policy bundle (.onnx) to run; later bundles announced on '
+                   '/apex/policy_bundle replace it after validation'),
 )
 
 

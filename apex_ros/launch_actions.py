@@ -32,5 +32,6 @@ def generate_for(graph: str) -> LaunchDescription:
         return node_actions(graph, values)
 
     return LaunchDescription(
-        [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description)
+        [DeclareLaunchArgument(a.name, description=a.description,
+                               **({} if a.default is None else {'default_value': a.default}))
          for a in arguments] + [OpaqueFunction(function=setup)])

@@ -59,6 +59,9 @@ def parse_launch_arguments(graph: str, items: list) -> dict:
             raise ApexError(f'unknown launch argument {name!r} for {graph}; known: '
                             f'{", ".join(values)}')
         values[name] = value if value != '' else "''"
+    missing = [name for name, value in values.items() if value is None]
+    if missing:
+        raise ApexError(f'{graph} needs launch argument(s) {", ".join(missing)} (name:=value)')
     return values
 
 

@@ -184,16 +184,25 @@ def test_launch_file_and_runner_build_the_same_argv(graph, tmp_path):
     spec.loader.exec_module(module)
     description: LaunchDescription = module.generate_launch_description()
     context = LaunchContext()
+    given = {'bundle': str(tmp_path / 'policy.onnx')} if graph == 'policy' else {}
+    context.launch_configurations.update(given)   # as `ros2 launch ... bundle:=...` would
     nodes = []
     for entity in description.entities:
         if isinstance(entity, DeclareLaunchArgument):
             entity.execute(context)
         elif isinstance(entity, OpaqueFunction):
             nodes += entity.execute(context)
-    ours = graph_argvs(graph, parse_launch_arguments(graph, []))
+    ours = graph_argvs(graph, parse_launch_arguments(graph, [f'{k}:={v}' for k, v in
+                                                             given.items()]))
     assert len(nodes) == len(ours)
     for action, (node_spec, argv) in zip(nodes, ours):
         action._perform_substitutions(context)
         cmd = [perform_substitutions(context, part) for part in action.cmd]
         assert Path(cmd[0]).name == Path(argv[0]).name
         assert cmd[1:] == argv[1:]
+
+
+def test_runner_requires_the_policy_bundle_argument():
+    out = subprocess.run([sys.executable, '-m', 'apex_ros.cli', 'launch', 'policy'],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and 'needs launch argument(s) bundle' in out.stderr
