@@ -8,6 +8,7 @@ def plot_learning_curve(metrics: list, path, title: str):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     its = [m['iteration'] for m in metrics]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
@@ -19,6 +20,12 @@ def plot_learning_curve(metrics: list, path, title: str):
     lo = [p - s for p, s in zip(policy, policy_std)]
     hi = [p + s for p, s in zip(policy, policy_std)]
     ax.fill_between(its, lo, hi, color='tab:orange', alpha=0.2, linewidth=0)
+    scale = max([abs(e) for e in expert if e == e] + [1.0])
+    if min(lo + expert) < -2 * scale:
+        # a few catastrophic episodes (e.g. a rolling cheetah) would flatten the curve:
+        # linear within the expert's scale, logarithmic beyond
+        ax.set_yscale('symlog', linthresh=scale)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel('APEX iteration')
     ax.set_ylabel('episode return')
     ax.set_title(title)
