@@ -46,6 +46,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.task import Future
 from rclpy.lifecycle import Node, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
@@ -405,12 +406,13 @@ def main(argv=None):
     if node.get_parameter('autostart').value and not (
             node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS):
         stop.append('autostart failed')
+    never = Future()
     try:
-        # spin_once with a timeout lets the Python signal handlers run while nothing arrives.
-        # (rclpy 7.1.6's EventsExecutor.spin() delivered no callbacks at all here; spin_once
-        # works, and it busy-loops forever once the context is shut down under it.)
+        # Spin in short slices so the Python signal handlers run while nothing arrives.
+        # A timeout is required: rclpy 7.1.6's EventsExecutor delivers no callbacks at all when
+        # spun without one (spin(), spin_once(), spin_until_future_complete(f)).
         while not stop and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
+            executor.spin_until_future_complete(never, timeout_sec=0.1)
     finally:
         node.trigger_shutdown()  # sends the hold command first when active
         executor.remove_node(node)
