@@ -227,6 +227,10 @@ class ApexTrainer:
 
     def phase_train(self, key):
         obs, act = self.dataset.arrays()
+        if self.train_cfg.reinit:
+            torch.manual_seed(self._seed(4 + PHASES.index(key), 0))
+            self.model = MLPPolicy(self.task.obs_dim, self.task.nu, self.train_cfg.hidden)
+            self.optimizer = make_optimizer(self.model, self.train_cfg)
         bar = Progress(f'iter {self.iteration + 1}/{self.apex.iterations} {key}',
                        self.train_cfg.steps, enabled=self.show_progress)
         loss = train_policy(self.model, self.optimizer, obs, act, self.train_cfg, self.generator,

@@ -18,6 +18,7 @@ class TrainConfig:
     batch_size: int = 1024
     steps: int = 1000          # gradient steps per training
     threads: int = 1           # torch intra-op threads (2 thrash when another process is busy)
+    reinit: bool = False       # fresh weights and optimizer for every training (else continue)
 
     def validate(self, where='train'):
         require(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), f'{where}.hidden',
