@@ -123,6 +123,30 @@ def test_trainer_window_limits_training_data(tmp_path):
     assert trainer.metrics[-1]['dataset_samples'] == 3 * 40
 
 
+@pytest.mark.parametrize('reinit', [True, False])
+def test_reinit_trains_each_student_from_fresh_weights(tmp_path, reinit):
+    path = write_config(tmp_path, train={'reinit': reinit, 'steps': 20})
+    trainer = ApexTrainer(load_run_config(None, path), tmp_path / 'run', progress=False,
+                          log=lambda *a: None)
+    rng = np.random.default_rng(0)
+    trainer.dataset.add(LabeledRollout(rng.normal(size=(64, 5)).astype(np.float32),
+                                       rng.uniform(-1, 1, (64, 1)).astype(np.float32),
+                                       'expert', 0))
+
+    def train_from(weight):
+        with torch.no_grad():
+            for p in trainer.model.parameters():
+                p.fill_(weight)
+        trainer.generator.manual_seed(7)
+        trainer.phase_train('train_expert')
+        return [p.detach().clone() for p in trainer.model.parameters()]
+
+    first, second = train_from(0.5), train_from(-0.5)
+    same = all(torch.equal(a, b) for a, b in zip(first, second))
+    assert same == reinit  # fresh weights: what the model held before does not matter
+    assert trainer.optimizer.state_dict()['state'][0]['step'] == (20 if reinit else 40)
+
+
 def test_bundle_parity_and_metadata(tmp_path, cartpole):
     torch.manual_seed(1)
     model = MLPPolicy(cartpole.obs_dim, cartpole.nu)
