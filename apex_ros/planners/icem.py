@@ -14,7 +14,7 @@ Per control step:
       score f = J + sum lambda_j C_j (adaptive or fixed lambda), elites = k best by f;
       mean, std <- (1 - alpha) * elite fit + alpha * old.
   execute the first action of the best sequence (the best so far is carried through the
-  iterations and re-scored with the current lambdas).
+  iterations and re-scored with the current lambdas), or with act: mean that of the final mean.
 "Budget" is the number of freshly sampled sequences per step, sum_i N_i.
 """
 import dataclasses
@@ -43,6 +43,8 @@ class ICEMConfig:
     keep_fraction: float = 0.3   # zeta: fraction of elites kept between iterations/steps
     beta: float = 2.0            # colored-noise exponent
     add_mean: bool = True        # add the mean as a sample in the last iteration
+    act: str = 'best'            # execute the first action of the 'best' sequence (iCEM, APEX
+                                 # Alg. 1) or of the final 'mean' (CEM; smoother labels)
     warm_start: bool = True      # iCEM_pi: mean from the policy (needs a policy)
     policy_samples: bool = True  # iCEM_pi: add the policy's sequence (needs a policy)
     lambda_mode: str = 'adaptive'  # 'adaptive' (APEX Eq. 4) or 'fixed' (ablation)
@@ -64,6 +66,8 @@ class ICEMConfig:
         require(self.gamma >= 1, f'{where}.gamma', f'must be >= 1, got {self.gamma}')
         require(0 <= self.keep_fraction <= 1, f'{where}.keep_fraction',
                 f'must be in [0, 1], got {self.keep_fraction}')
+        require(self.act in ('best', 'mean'), f'{where}.act',
+                f"must be 'best' or 'mean', got {self.act!r}")
         require(self.lambda_mode in ('adaptive', 'fixed'), f'{where}.lambda_mode',
                 f"must be 'adaptive' or 'fixed', got {self.lambda_mode!r}")
         for key in ('guidance_c', 'action_norm_c', 'guidance_lambda', 'action_norm_lambda'):
@@ -227,8 +231,9 @@ class ICEM(Planner):
         self.mean = mean
         self.memory = elites
         self.best_end = best.end[0]
+        action = best.actions[0, 0] if cfg.act == 'best' else np.clip(mean[0], low, high)
         return PlanResult(
-            action=best.actions[0, 0].copy(), sequence=best.actions[0].copy(),
+            action=action.copy(), sequence=best.actions[0].copy(),
             cost=float(best_f), main_cost=float(best.J[0]),
             info={'lambdas': lambdas.copy(),
                   'sim_seconds': self.rollouts.sim_seconds - sim_before,
