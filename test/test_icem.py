@@ -62,6 +62,23 @@ def test_plan_result_is_consistent(cartpole, closing):
     assert result.cost == result.main_cost        # no policy: no auxiliary cost
 
 
+def test_act_mean_executes_the_final_mean(cartpole, closing):
+    """act: mean returns the first action of the updated mean (the CEM choice); the default
+    returns the best sequence's first action, and both plan identically otherwise."""
+    results = {}
+    for act in ('best', 'mean'):
+        planner = closing(make_planner(cartpole, 'icem', {**SMALL, 'act': act}, seed=0))
+        sim = Simulation(cartpole)
+        sim.reset(0)
+        results[act] = planner.plan(*sim.plan_inputs()), planner.mean.copy()
+    (best, mean_best), (mean, mean_mean) = results['best'], results['mean']
+    np.testing.assert_array_equal(mean_best, mean_mean)
+    np.testing.assert_array_equal(best.sequence, mean.sequence)
+    np.testing.assert_array_equal(mean.action, np.clip(mean_mean[0], cartpole.action_low,
+                                                       cartpole.action_high))
+    assert not np.array_equal(best.action, mean.action)
+
+
 # --- (b) iCEM beats random shooting at equal budget ---------------------------------------------
 
 def test_icem_beats_random_shooting_on_cartpole_swingup(cartpole, closing):
@@ -199,6 +216,7 @@ def test_icem_without_policy_does_not_hit_the_optimum_exactly(track_task, closin
     ({'epsilon': 0.0}, 'epsilon'),
     ({'budget': 'abc'}, 'budget'),
     ({'add_mean': 1}, 'add_mean'),
+    ({'act': 'median'}, 'act'),
 ])
 def test_icem_config_errors_name_the_key(cartpole, settings, key):
     with pytest.raises(ConfigError, match=rf'planner\.{key}\b'):
