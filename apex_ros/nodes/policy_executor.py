@@ -49,7 +49,6 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import Node, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
-from rclpy.task import Future
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool
@@ -406,13 +405,12 @@ def main(argv=None):
     if node.get_parameter('autostart').value and not (
             node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS):
         stop.append('autostart failed')
-    never = Future()
     try:
-        # Spin in short slices so the Python signal handlers run while nothing arrives.
-        # A timeout is required: rclpy 7.1.6's EventsExecutor delivers no callbacks at all when
-        # spun without one (spin(), spin_once(), spin_until_future_complete(f)).
+        # Spin in short slices so the Python signal handlers run while nothing arrives. The
+        # timeout is required: rclpy 7.1.6's EventsExecutor runs no callback at all when spun
+        # without one (spin(), spin_once(), spin_until_future_complete(f)).
         while not stop and rclpy.ok():
-            executor.spin_until_future_complete(never, timeout_sec=0.1)
+            executor.spin_once(timeout_sec=0.1)
     finally:
         node.trigger_shutdown()  # sends the hold command first when active
         executor.remove_node(node)
