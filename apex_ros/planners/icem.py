@@ -43,8 +43,8 @@ class ICEMConfig:
     keep_fraction: float = 0.3   # zeta: fraction of elites kept between iterations/steps
     beta: float = 2.0            # colored-noise exponent
     add_mean: bool = True        # add the mean as a sample in the last iteration
-    act: str = 'best'            # execute the first action of the 'best' sequence (iCEM, APEX
-                                 # Alg. 1) or of the final 'mean' (CEM; smoother labels)
+    act: str = 'best'            # first action of the 'best' sequence (iCEM, APEX Alg. 1) or
+    #                              of the final 'mean' (as CEM does; less noisy labels)
     warm_start: bool = True      # iCEM_pi: mean from the policy (needs a policy)
     policy_samples: bool = True  # iCEM_pi: add the policy's sequence (needs a policy)
     lambda_mode: str = 'adaptive'  # 'adaptive' (APEX Eq. 4) or 'fixed' (ablation)
