@@ -1,9 +1,11 @@
 """Shared fixtures: the real tasks (built once per session) and a factory for tiny
 test-only MuJoCo tasks written to a temporary directory."""
+import copy
 import os
 
 import numpy as np
 import pytest
+import yaml
 
 from apex_ros.sim import Simulation
 from apex_ros.tasks import make_task
@@ -104,3 +106,24 @@ def mpc_actions(task, planner, steps, start_seed=0):
         actions.append(result.action)
         sim.step(result.action)
     return np.array(actions)
+
+
+SMALL_APEX = {
+    'task': {'name': 'cartpole_swingup', 'episode_steps': 40},
+    'planner': {'name': 'icem', 'horizon': 15, 'budget': 60, 'beta': 2.0},
+    'rollout': {'threads': 1},
+    'seed': 3,
+    'apex': {'iterations': 2, 'window': 50, 'eval_episodes': 1},
+    'train': {'steps': 150, 'batch_size': 256, 'threads': 1},
+}
+
+
+def small_apex_config(directory, **changes):
+    """Write a tiny cart-pole APEX run config to directory/apex.yaml; `changes` update whole
+    sections, or keys within a section given as a dict."""
+    cfg = copy.deepcopy(SMALL_APEX)
+    for section, values in changes.items():
+        cfg[section] = {**cfg.get(section, {}), **values} if isinstance(values, dict) else values
+    path = directory / 'apex.yaml'
+    path.write_text(yaml.safe_dump(cfg))
+    return path

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import small_apex_config
 
 from apex_ros.apex import ApexTrainer
 from apex_ros.bundle import BundleError, PolicyBundle
@@ -22,24 +23,6 @@ from apex_ros.net import MLPPolicy, TrainConfig, make_optimizer, train_policy
 from apex_ros.planners import make_planner
 from apex_ros.run_config import load_run_config
 from apex_ros.tasks import make_task
-
-SMALL = {
-    'task': {'name': 'cartpole_swingup', 'episode_steps': 40},
-    'planner': {'name': 'icem', 'horizon': 15, 'budget': 60, 'beta': 2.0},
-    'rollout': {'threads': 1},
-    'seed': 3,
-    'apex': {'iterations': 2, 'window': 50, 'eval_episodes': 1},
-    'train': {'steps': 150, 'batch_size': 256, 'threads': 1},
-}
-
-
-def write_config(tmp_path, **changes):
-    cfg = json.loads(json.dumps(SMALL))
-    for section, values in changes.items():
-        cfg[section] = {**cfg.get(section, {}), **values} if isinstance(values, dict) else values
-    path = tmp_path / 'apex.yaml'
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 @pytest.fixture(scope='module')
@@ -75,7 +58,7 @@ def test_guidance_reduces_relabel_variance(cartpole):
 
 
 def test_dagger_relabels_with_the_guided_cost(tmp_path):
-    trainer = ApexTrainer(load_run_config(None, write_config(tmp_path)), tmp_path / 'run',
+    trainer = ApexTrainer(load_run_config(None, small_apex_config(tmp_path)), tmp_path / 'run',
                           progress=False, log=lambda *a: None)
     trainer.phase_expert()
     trainer.phase_train('train_expert')
@@ -94,7 +77,7 @@ def test_dagger_relabels_with_the_guided_cost(tmp_path):
     assert len(lambdas) == 25
     assert np.any(lambdas[:, 0] > 0), 'guidance weight never active during relabeling'
 
-    unguided = ApexTrainer(load_run_config(None, write_config(
+    unguided = ApexTrainer(load_run_config(None, small_apex_config(
         tmp_path, apex={'ablation': 'unguided'})), tmp_path / 'run2', progress=False,
         log=lambda *a: None)
     assert unguided.planner.policy is None
@@ -114,7 +97,7 @@ def test_dataset_keeps_latest_window():
 
 
 def test_trainer_window_limits_training_data(tmp_path):
-    path = write_config(tmp_path, apex={'iterations': 2, 'window': 3})
+    path = small_apex_config(tmp_path, apex={'iterations': 2, 'window': 3})
     trainer = ApexTrainer(load_run_config(None, path), tmp_path / 'run', progress=False,
                           log=lambda *a: None)
     trainer.run()
@@ -125,7 +108,7 @@ def test_trainer_window_limits_training_data(tmp_path):
 
 @pytest.mark.parametrize('reinit', [True, False])
 def test_reinit_trains_each_student_from_fresh_weights(tmp_path, reinit):
-    path = write_config(tmp_path, train={'reinit': reinit, 'steps': 20})
+    path = small_apex_config(tmp_path, train={'reinit': reinit, 'steps': 20})
     trainer = ApexTrainer(load_run_config(None, path), tmp_path / 'run', progress=False,
                           log=lambda *a: None)
     rng = np.random.default_rng(0)
@@ -197,7 +180,7 @@ def test_eval_cli_refuses_a_bundle_for_another_task(tmp_path, cartpole):
     ('train', {'hidden': 'big'}, 'train.hidden'),
 ])
 def test_bad_config_key_is_named(tmp_path, section, values, key):
-    path = write_config(tmp_path, **{section: values})
+    path = small_apex_config(tmp_path, **{section: values})
     with pytest.raises(ConfigError, match=key.replace('.', r'\.')):
         ApexTrainer(load_run_config(None, path), tmp_path / 'run', progress=False)
 
@@ -213,13 +196,13 @@ def test_unwritable_output_dir_fails_before_work(tmp_path):
     blocker = tmp_path / 'a_file'
     blocker.write_text('x')
     with pytest.raises(ApexError, match='not writable'):
-        ApexTrainer(load_run_config(None, write_config(tmp_path)), blocker / 'run',
+        ApexTrainer(load_run_config(None, small_apex_config(tmp_path)), blocker / 'run',
                     progress=False)
     assert not (blocker.parent / 'run').exists()
 
 
 def test_existing_run_needs_resume(tmp_path):
-    path = write_config(tmp_path, apex={'iterations': 1})
+    path = small_apex_config(tmp_path, apex={'iterations': 1})
     run = tmp_path / 'run'
     ApexTrainer(load_run_config(None, path), run, progress=False, log=lambda *a: None).run()
     with pytest.raises(ApexError, match='--resume'):
@@ -241,7 +224,7 @@ def _all_outputs_readable(run: Path):
 
 
 def test_resume_after_sigkill_mid_phase(tmp_path):
-    path = write_config(tmp_path, apex={'iterations': 3})
+    path = small_apex_config(tmp_path, apex={'iterations': 3})
     run = tmp_path / 'run'
     cmd = [sys.executable, '-m', 'apex_ros.cli', 'train', '--config', str(path),
            '--task', 'cartpole_swingup', '--out', str(run), '--quiet']
@@ -278,8 +261,8 @@ def test_resume_after_sigkill_mid_phase(tmp_path):
 
 @pytest.mark.parametrize('planner', ['mppi', 'cem_gd'])
 def test_any_planner_can_be_the_apex_expert(tmp_path, planner):
-    path = write_config(tmp_path, apex={'iterations': 1},
-                        planners={'cem_gd': {'initial_budget': 60, 'budget': 30}})
+    path = small_apex_config(tmp_path, apex={'iterations': 1},
+                             planners={'cem_gd': {'initial_budget': 60, 'budget': 30}})
     trainer = ApexTrainer(load_run_config(None, path, planner=planner), tmp_path / 'run',
                           progress=False, log=lambda *a: None)
     assert trainer.planner.name == planner
@@ -289,7 +272,7 @@ def test_any_planner_can_be_the_apex_expert(tmp_path, planner):
 
 
 def test_ablation_the_planner_cannot_do_is_refused(tmp_path):
-    path = write_config(tmp_path, apex={'ablation': 'no_warm_start'})
+    path = small_apex_config(tmp_path, apex={'ablation': 'no_warm_start'})
     with pytest.raises(ConfigError, match='no_warm_start.*warm_start'):
         ApexTrainer(load_run_config(None, path, planner='mppi'), tmp_path / 'run',
                     progress=False)

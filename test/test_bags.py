@@ -6,7 +6,6 @@ hands them over) and read them back with ours and with independent readers and w
 DDS on loopback; the last test runs the whole loop: executor -> bag -> relabel -> train.
 """
 import glob
-import json
 import os
 import signal
 import subprocess
@@ -22,6 +21,7 @@ import pytest
 import rclpy
 import torch
 import yaml
+from conftest import small_apex_config
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
@@ -44,29 +44,15 @@ from apex_ros.sim import Simulation
 
 JOINT_STATE_TYPE = 'sensor_msgs/msg/JointState'
 ARRAY_TYPE = 'std_msgs/msg/Float64MultiArray'
-SMALL = {
-    'task': {'name': 'cartpole_swingup', 'episode_steps': 30},
-    'planner': {'name': 'icem', 'horizon': 15, 'budget': 60, 'beta': 2.0},
-    'rollout': {'threads': 1},
-    'seed': 3,
-    'apex': {'iterations': 1, 'window': 50, 'eval_episodes': 1},
-    'train': {'steps': 400, 'batch_size': 256, 'threads': 1},
-}
-
-
-def write_config(tmp_path, episode_steps=30):
-    cfg = json.loads(json.dumps(SMALL))
-    cfg['task']['episode_steps'] = episode_steps
-    path = tmp_path / 'small.yaml'
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 @pytest.fixture(scope='module')
 def small(tmp_path_factory):
     """(run config, task, weak bundle path): a 30-step cart-pole and an untrained MLP."""
     d = tmp_path_factory.mktemp('small')
-    cfg = load_run_config('cartpole_swingup', write_config(d))
+    path = small_apex_config(d, task={'episode_steps': 30}, apex={'iterations': 1},
+                             train={'steps': 400})
+    cfg = load_run_config('cartpole_swingup', path)
     task = cfg.make_task()
     torch.manual_seed(0)
     export_bundle(MLPPolicy(task.obs_dim, task.nu), task, d / 'weak.onnx', 0)
@@ -442,7 +428,8 @@ def test_record_relabel_train_improves_the_policy(small, tmp_path):
     from apex_ros.bundle import PolicyBundle
     from apex_ros.nodes.graph_client import GraphClient
     cfg, task, weak = small
-    config = write_config(tmp_path, task.episode_steps)
+    config = small_apex_config(tmp_path, task={'episode_steps': task.episode_steps},
+                               apex={'iterations': 1}, train={'steps': 400})
     bag = tmp_path / 'rollouts'
     procs = NodeProcesses()
     context = rclpy.Context()
