@@ -266,9 +266,11 @@ class ApexTrainer:
             returns.append(ep.ret)
             successes.append(ep.success)
         rec = dict(self.record)
+        # the median too: one catastrophic episode (a rolled cheetah) decides the mean
         rec.update(iteration=it + 1, policy_return=float(np.mean(returns)),
-                   policy_return_std=float(np.std(returns)), bundle=str(bundle_path),
-                   dataset_rollouts=len(self.dataset))
+                   policy_return_std=float(np.std(returns)),
+                   policy_return_median=float(np.median(returns)), policy_returns=returns,
+                   bundle=str(bundle_path), dataset_rollouts=len(self.dataset))
         if successes[0] is not None:
             rec['policy_success_rate'] = float(np.mean(successes))
         self.metrics.append(rec)
@@ -314,7 +316,8 @@ class ApexTrainer:
         succ = f' success {rec["policy_success_rate"]:.2f}' if 'policy_success_rate' in rec else ''
         self.log(f'iteration {rec["iteration"]}/{self.apex.iterations}: expert '
                  f'{rec["expert_return"]:.2f} | policy {rec["policy_return"]:.2f} ± '
-                 f'{rec["policy_return_std"]:.2f}{succ} | {secs}')
+                 f'{rec["policy_return_std"]:.2f} (median {rec["policy_return_median"]:.2f})'
+                 f'{succ} | {secs}')
 
     def write_summary(self, seconds: float) -> dict:
         last = self.metrics[-1]
@@ -323,6 +326,7 @@ class ApexTrainer:
             'ablation': self.apex.ablation,
             'final_policy_return': last['policy_return'],
             'final_policy_return_std': last['policy_return_std'],
+            'final_policy_return_median': last.get('policy_return_median'),  # older runs: none
             'final_expert_return': last['expert_return'],
             'best_policy_return': max(m['policy_return'] for m in self.metrics),
             'policy_bundle': str(self.out / 'policy.onnx'),

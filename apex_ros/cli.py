@@ -100,8 +100,11 @@ def cmd_train(args):
           f'{cfg.rollout.threads} rollout thread(s), ablation {trainer.apex.ablation}; '
           f'run dir {trainer.out}')
     summary = trainer.run()
+    median = summary['final_policy_return_median']
     print(f'final policy return {summary["final_policy_return"]:.2f} ± '
-          f'{summary["final_policy_return_std"]:.2f} (expert {summary["final_expert_return"]:.2f})'
+          f'{summary["final_policy_return_std"]:.2f}, median '
+          + ('n/a' if median is None else f'{median:.2f}')
+          + f' (expert {summary["final_expert_return"]:.2f})'
           + (f', success rate {summary["final_policy_success_rate"]:.2f}'
              if 'final_policy_success_rate' in summary else ''))
     print(f'bundle: {summary["policy_bundle"]}\nlearning curve: {summary["learning_curve"]}\n'

@@ -20,6 +20,9 @@ def plot_learning_curve(metrics: list, path, title: str):
     lo = [p - s for p, s in zip(policy, policy_std)]
     hi = [p + s for p, s in zip(policy, policy_std)]
     ax.fill_between(its, lo, hi, color='tab:orange', alpha=0.2, linewidth=0)
+    if all('policy_return_median' in m for m in metrics):
+        ax.plot(its, [m['policy_return_median'] for m in metrics], ':x', color='tab:red',
+                label='policy median', ms=4)
     scale = max([abs(e) for e in expert if e == e] + [1.0])
     if min(lo + expert) < -2 * scale:
         # a few catastrophic episodes (e.g. a rolling cheetah) would flatten the curve:

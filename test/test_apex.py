@@ -97,13 +97,17 @@ def test_dataset_keeps_latest_window():
 
 
 def test_trainer_window_limits_training_data(tmp_path):
-    path = small_apex_config(tmp_path, apex={'iterations': 2, 'window': 3})
+    path = small_apex_config(tmp_path, apex={'iterations': 2, 'window': 3, 'eval_episodes': 3})
     trainer = ApexTrainer(load_run_config(None, path), tmp_path / 'run', progress=False,
                           log=lambda *a: None)
     trainer.run()
     kinds = [(r.kind, r.iteration) for r in trainer.dataset.rollouts]
     assert kinds == [('dagger', 0), ('expert', 1), ('dagger', 1)]
-    assert trainer.metrics[-1]['dataset_samples'] == 3 * 40
+    last = trainer.metrics[-1]
+    assert last['dataset_samples'] == 3 * 40
+    assert len(last['policy_returns']) == trainer.apex.eval_episodes
+    assert last['policy_return'] == pytest.approx(np.mean(last['policy_returns']))
+    assert last['policy_return_median'] == pytest.approx(np.median(last['policy_returns']))
 
 
 @pytest.mark.parametrize('reinit', [True, False])
