@@ -28,6 +28,7 @@ from .mpc import planner_actor, policy_actor, run_episode
 from .net import MLPPolicy, TrainConfig, make_optimizer, train_policy
 from .plot import plot_learning_curve
 from .progress import Progress
+from .tasks.base import Task
 from .util import atomic_write_bytes, atomic_write_text
 
 PHASES = ('expert', 'train_expert', 'dagger', 'train_dagger')
@@ -43,6 +44,9 @@ class ApexConfig:
     dagger_rollouts: int = 1
     window: int = 50             # latest rollouts used for training (paper: 50 HalfCheetah)
     dagger: bool = True          # False = BC only
+    dagger_until_failure: bool = False  # relabel a policy rollout only up to its first state
+    #                                     the task calls failed (the states after it would
+    #                                     teach the student to stay there, benchmarks/README.md)
     guided: bool = True          # False = the expert never sees the policy (plain iCEM)
     action_norm_c: float = 0.025  # c of the action-norm auxiliary cost in the APEX expert
     eval_episodes: int = 3
@@ -108,9 +112,12 @@ class ApexTrainer:
         self.apex = from_dict(ApexConfig, run_cfg.extra.get('apex'), where + 'apex')
         self.train_cfg = from_dict(TrainConfig, run_cfg.extra.get('train'), where + 'train')
         self.apex, self.planner_cfg = apply_ablation(self.apex, run_cfg.planner, where + 'apex')
+        self.task = run_cfg.make_task()
+        if self.apex.dagger_until_failure and type(self.task).failed is Task.failed:
+            raise ConfigError(f'{where}apex.dagger_until_failure: task {self.task.name} does not '
+                              'define failed states (Task.failed)')
         check_output_dir(self.out)
         (self.out / 'bundles').mkdir(exist_ok=True)
-        self.task = run_cfg.make_task()
         self.seed = run_cfg.seed
         torch.manual_seed(self.seed)
         self.model = MLPPolicy(self.task.obs_dim, self.task.nu, self.train_cfg.hidden)
@@ -241,17 +248,24 @@ class ApexTrainer:
         self._refresh_policy(self.iteration + 1)
 
     def phase_dagger(self):
-        returns = []
+        returns, relabelled = [], []
         for j in range(self.apex.dagger_rollouts):
             seed = self._seed(2, j)
             ep, warmstarts = self.policy_rollout(seed)
             returns.append(ep.ret)
-            labels = self.relabel(ep.states[:-1], warmstarts, seed,
+            states = ep.states[:-1]
+            if self.apex.dagger_until_failure:
+                failed = np.flatnonzero(self.task.failed(states))
+                if failed.size:   # keep the first failed state: where correction matters
+                    states, warmstarts = states[:failed[0] + 1], warmstarts[:failed[0] + 1]
+            relabelled.append(len(states))
+            labels = self.relabel(states, warmstarts, seed,
                                   self._bar(f'dagger relabel {j + 1}/{self.apex.dagger_rollouts}'))
-            self.dataset.add(LabeledRollout(self.task.observe(ep.states[:-1]),
+            self.dataset.add(LabeledRollout(self.task.observe(states),
                                             labels.astype(np.float32), 'dagger', self.iteration,
                                             {'policy_return': ep.ret, 'seed': seed}))
         self.record['dagger_policy_return'] = float(np.mean(returns))
+        self.record['dagger_states'] = relabelled
 
     def finish_iteration(self):
         it = self.iteration

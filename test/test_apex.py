@@ -23,6 +23,7 @@ from apex_ros.net import MLPPolicy, TrainConfig, make_optimizer, train_policy
 from apex_ros.planners import make_planner
 from apex_ros.run_config import load_run_config
 from apex_ros.tasks import make_task
+from apex_ros.tasks.cartpole import CartpoleSwingup
 
 
 @pytest.fixture(scope='module')
@@ -108,6 +109,23 @@ def test_trainer_window_limits_training_data(tmp_path):
     assert len(last['policy_returns']) == trainer.apex.eval_episodes
     assert last['policy_return'] == pytest.approx(np.mean(last['policy_returns']))
     assert last['policy_return_median'] == pytest.approx(np.median(last['policy_returns']))
+
+
+def test_dagger_until_failure_relabels_up_to_the_first_failed_state(tmp_path, monkeypatch):
+    path = small_apex_config(tmp_path, apex={'iterations': 1, 'dagger_until_failure': True})
+    with pytest.raises(ConfigError, match=r'apex\.dagger_until_failure: task cartpole_swingup'):
+        ApexTrainer(load_run_config(None, path), tmp_path / 'run', progress=False)
+    assert not (tmp_path / 'run').exists()
+
+    def failed_from_step_10(self, states):
+        return np.arange(len(states)) >= 10
+    monkeypatch.setattr(CartpoleSwingup, 'failed', failed_from_step_10)
+    trainer = ApexTrainer(load_run_config(None, path), tmp_path / 'run', progress=False,
+                          log=lambda *a: None)
+    trainer.run()
+    lengths = {r.kind: len(r.obs) for r in trainer.dataset.rollouts}
+    assert lengths == {'expert': 40, 'dagger': 11}
+    assert trainer.metrics[-1]['dagger_states'] == [11]
 
 
 @pytest.mark.parametrize('reinit', [True, False])

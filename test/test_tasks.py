@@ -140,6 +140,16 @@ def test_halfcheetah_observation_is_gymnasiums(halfcheetah):
         obs, np.concatenate([sim.data.qpos[1:], sim.data.qvel]).astype(np.float32))
 
 
+def test_halfcheetah_failed_means_root_pitched_beyond_the_limit(halfcheetah):
+    upright = Simulation(halfcheetah).reset(0)
+    rooty = halfcheetah.layout.qpos.start + 2    # qpos: rootx, rootz, rooty, ...
+    nose_up, flipped = upright.copy(), upright.copy()
+    nose_up[rooty], flipped[rooty] = 1.2, -2.9
+    states = np.stack([upright, nose_up, flipped])
+    np.testing.assert_array_equal(halfcheetah.failed(states), [False, True, True])
+    assert make_task('cartpole_swingup').failed(states[:, :5]) is None
+
+
 def test_humanoid_observation_is_gymnasiums_state_part(humanoid):
     """gymnasium HumanoidStandup-v5 begins with qpos without the root's x, y, then qvel."""
     sim = Simulation(humanoid)

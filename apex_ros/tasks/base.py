@@ -1,5 +1,6 @@
 """What a task is: a MuJoCo model, a control rate, bounds, a vectorized reward over batched
-(states, actions), an observation function of the state, and optionally a success metric.
+(states, actions), an observation function of the state, and optionally a success metric and
+a failure test.
 
 States are MuJoCo FULLPHYSICS state vectors ([time, qpos, qvel, act, ...]), as returned by
 `mujoco.rollout`. Rewards see a whole batch of trajectories at once:
@@ -214,6 +215,11 @@ class Task:
 
     def success(self, states: np.ndarray):
         """Whether an episode's states (T+1, nstate) count as success; None if undefined."""
+        return None
+
+    def failed(self, states: np.ndarray):
+        """Per state (..., nstate) -> bool: a state the task cannot usefully go on from (a
+        fallen or stalled robot); None if undefined. APEX can end DAgger relabelling there."""
         return None
 
     # --- derived -------------------------------------------------------------------------

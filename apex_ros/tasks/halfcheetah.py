@@ -22,6 +22,8 @@ class HalfCheetahRun(Task):
         ctrl_cost_weight: float = 0.1
         max_root_angle: float = 1.5708    # rad (pi/2); |rooty| beyond this is penalized ...
         root_angle_penalty: float = 100.0  # ... by this much per rad per step
+        failed_root_angle: float = 1.0    # rad: beyond it the cheetah has stalled nose-up/down
+        #                                   or is rolling (the expert stays within 0.8)
 
     def obs_terms(self):
         # gymnasium's observation: qpos without rootx, then qvel.
@@ -36,6 +38,9 @@ class HalfCheetahRun(Task):
         ctrl = np.sum(actions ** 2, axis=-1)
         roll = np.maximum(np.abs(root_angle) - p.max_root_angle, 0.0)
         return p.forward_weight * forward - p.ctrl_cost_weight * ctrl - p.root_angle_penalty * roll
+
+    def failed(self, states):
+        return np.abs(self.qpos(states)[..., 2]) > self.params.failed_root_angle  # rooty
 
     def reset(self, data, rng):
         # gymnasium HalfCheetah-v5: uniform qpos noise, normal qvel noise.
