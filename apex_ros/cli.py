@@ -134,7 +134,7 @@ def cmd_eval(args):
     returns, successes = [], []
     for e in range(args.episodes):
         seed = cfg.seed + 7919 * (e + 1)
-        act = planner_actor(planner, seed) if args.expert else policy_actor(task, policy.act)
+        act = planner_actor(planner, seed) if args.expert else policy_actor(task, policy)
         ep = run_episode(task, act, seed, progress=None if args.quiet else
                          f'episode {e + 1}/{args.episodes}')
         returns.append(ep.ret)

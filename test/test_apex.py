@@ -18,7 +18,7 @@ from apex_ros.config import ConfigError
 from apex_ros.dataset import Dataset, LabeledRollout
 from apex_ros.errors import ApexError
 from apex_ros.export import export_bundle, task_signature
-from apex_ros.mpc import planner_actor, run_episode
+from apex_ros.mpc import planner_actor, policy_actor, run_episode
 from apex_ros.net import MLPPolicy, TrainConfig, make_optimizer, train_policy
 from apex_ros.planners import make_planner
 from apex_ros.run_config import load_run_config
@@ -192,6 +192,23 @@ def test_eval_cli_refuses_a_bundle_for_another_task(tmp_path, cartpole):
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert 'does not fit halfcheetah_run' in out.stderr
+
+
+def test_eval_cli_reports_the_policys_episode_returns(tmp_path, cartpole):
+    torch.manual_seed(0)
+    export_bundle(MLPPolicy(cartpole.obs_dim, cartpole.nu), cartpole, tmp_path / 'p.onnx', 1)
+    out = subprocess.run([sys.executable, '-m', 'apex_ros.cli', 'eval', '--task',
+                          'cartpole_swingup', '--policy', str(tmp_path / 'p.onnx'),
+                          '--episodes', '2', '--quiet'], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    printed = [float(line.split('return ')[1].split(',')[0]) for line in out.stdout.splitlines()
+               if line.startswith('episode ')]
+    policy = PolicyBundle(tmp_path / 'p.onnx')
+    seed = load_run_config('cartpole_swingup').seed
+    expected = [run_episode(cartpole, policy_actor(cartpole, policy), seed + 7919 * (e + 1)).ret
+                for e in range(2)]
+    assert printed == pytest.approx(expected, abs=0.01)
+    assert f'return {np.mean(expected):.2f} ± {np.std(expected):.2f}' in out.stdout
 
 
 @pytest.mark.parametrize('section,values,key', [
