@@ -23,7 +23,7 @@ class HalfCheetahRun(Task):
         max_root_angle: float = 1.5708    # rad (pi/2); |rooty| beyond this is penalized ...
         root_angle_penalty: float = 100.0  # ... by this much per rad per step
         failed_root_angle: float = 1.0    # rad: beyond it the cheetah has stalled nose-up/down
-        #                                   or is rolling (the expert stays within 0.8)
+        #                                   or is rolling (the expert: < 0.05 % of its states)
 
     def obs_terms(self):
         # gymnasium's observation: qpos without rootx, then qvel.
