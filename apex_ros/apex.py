@@ -90,6 +90,14 @@ def apply_ablation(apex: ApexConfig, planner_cfg, where='apex'):
     return apex, planner_cfg
 
 
+def apex_settings(run_cfg):
+    """(ApexConfig, planner config of the APEX expert): the run's `apex:` section and its
+    planner with the action-norm cost and the ablation applied."""
+    where = f'{run_cfg.path}: apex'
+    apex = from_dict(ApexConfig, run_cfg.extra.get('apex'), where)
+    return apply_ablation(apex, run_cfg.planner, where)
+
+
 def check_output_dir(out: Path):
     """Fail before any work if `out` cannot be created or written."""
     try:
@@ -109,9 +117,8 @@ class ApexTrainer:
         self.log = log
         self.show_progress = progress
         where = f'{run_cfg.path}: '
-        self.apex = from_dict(ApexConfig, run_cfg.extra.get('apex'), where + 'apex')
+        self.apex, self.planner_cfg = apex_settings(run_cfg)
         self.train_cfg = from_dict(TrainConfig, run_cfg.extra.get('train'), where + 'train')
-        self.apex, self.planner_cfg = apply_ablation(self.apex, run_cfg.planner, where + 'apex')
         self.task = run_cfg.make_task()
         if self.apex.dagger_until_failure and type(self.task).failed is Task.failed:
             raise ConfigError(f'{where}apex.dagger_until_failure: task {self.task.name} does not '

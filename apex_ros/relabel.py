@@ -46,12 +46,10 @@ class ExpertSettings:
 
 def expert_settings(run_cfg, policy_path, threads: int | None = None) -> ExpertSettings:
     """The APEX expert of `run_cfg` (action-norm cost, ablation) guided by `policy_path`."""
-    from .apex import ApexConfig, apply_ablation
+    from .apex import apex_settings
     from .bundle import PolicyBundle
-    from .config import from_dict
     from .export import task_signature
-    apex = from_dict(ApexConfig, run_cfg.extra.get('apex'), f'{run_cfg.path}: apex')
-    apex, planner_cfg = apply_ablation(apex, run_cfg.planner)
+    apex, planner_cfg = apex_settings(run_cfg)
     try:
         policy_bytes = open(policy_path, 'rb').read()
     except OSError as e:

@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from apex_ros.apex import ApexConfig, apply_ablation
+from apex_ros.apex import apex_settings
 from apex_ros.bench import environment, write_json
 from apex_ros.bundle import PolicyBundle
 from apex_ros.mpc import planner_actor, policy_actor, run_episode
@@ -63,7 +63,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     cfg = load_run_config(args.task, args.config)
     task = cfg.make_task()
-    _, expert_cfg = apply_ablation(ApexConfig(), cfg.planner)  # the APEX expert's settings
+    _, expert_cfg = apex_settings(cfg)  # the APEX expert's planner settings
     policy = PolicyBundle(args.policy)
     ep, t, seed = find_stall(task, policy, args.obs_index, args.limit, args.hold,
                              args.search_episodes)

@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from apex_ros.apex import ApexConfig, apply_ablation
+from apex_ros.apex import apex_settings
 from apex_ros.bench import environment, write_json
 from apex_ros.bundle import PolicyBundle
 from apex_ros.mpc import planner_actor, run_episode
@@ -40,7 +40,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     cfg = load_run_config(args.task, args.config)
     task = cfg.make_task()
-    _, base = apply_ablation(ApexConfig(), cfg.planner)  # the APEX expert's settings
+    _, base = apex_settings(cfg)  # the APEX expert's planner settings
     expert = make_planner(task, cfg.planner_name, base, threads=args.threads, seed=args.seed)
     states = run_episode(task, planner_actor(expert, args.seed), args.seed,
                          steps=args.steps).states[-args.states - 1:-1]
