@@ -49,6 +49,10 @@ def main(argv=None):
     ap.add_argument('--episodes', type=int, default=10)
     ap.add_argument('--drop-dagger-obs', nargs=2, metavar=('INDEX', 'LIMIT'),
                     help='also train without DAgger samples where |obs[INDEX]| > LIMIT')
+    ap.add_argument('--hidden', type=int, nargs='+',
+                    help="hidden layer widths (default: the run's)")
+    ap.add_argument('--kind', choices=('expert', 'dagger'),
+                    help='train only on the expert or only on the DAgger samples')
     ap.add_argument('--threads', type=int, default=1, help='torch threads')
     args = ap.parse_args(argv)
     state = torch.load(Path(args.run) / 'checkpoint.pt', weights_only=False)
@@ -56,7 +60,11 @@ def main(argv=None):
     task = cfg.make_task()
     train_cfg = from_dict(TrainConfig, cfg.extra.get('train'), 'train')
     rollouts = Dataset.from_bytes(state['dataset']).rollouts
+    if args.hidden:
+        train_cfg = dataclasses.replace(train_cfg, hidden=list(args.hidden))
     subsets = {'all': rollouts}
+    if args.kind:
+        subsets = {f'{args.kind} only': [r for r in rollouts if r.kind == args.kind]}
     if args.drop_dagger_obs:
         index, limit = int(args.drop_dagger_obs[0]), float(args.drop_dagger_obs[1])
         kept = []
@@ -78,7 +86,8 @@ def main(argv=None):
                 policy = PolicyBundle(bundle_bytes(model, task, 0))
                 returns = np.array([run_episode(task, policy_actor(task, policy), 1000 + e).ret
                                     for e in range(args.episodes)])
-                row = {'data': name, 'samples': len(obs), 'steps': steps, 'seed': seed,
+                row = {'data': name, 'samples': len(obs), 'hidden': list(tc.hidden),
+                       'steps': steps, 'seed': seed,
                        'train_mse': loss, 'mean': float(returns.mean()),
                        'median': float(np.median(returns)), 'max': float(returns.max()),
                        'rolled': int((returns < -1000).sum()),
