@@ -30,6 +30,11 @@ def command_topic(controller: str) -> str:
 # QoS, as plain settings (nodes build rclpy QoSProfile objects from these).
 STATE_QOS = {'reliability': 'best_effort', 'depth': 1}      # state subscriptions
 STATE_PUB_QOS = {'reliability': 'reliable', 'depth': 10}    # state publishers (recorders keep up)
+# Every full state is training data. A reliable writer only re-sends what is still in its
+# history: with depth 10, a trainer busy for a moment lost one state of an episode (a missed
+# loopback packet, evicted before the retransmission) and waited out its timeout. Writer and
+# reader keep more than a whole episode of the longest task (halfcheetah: 1001 states).
+FULL_STATE_QOS = {'reliability': 'reliable', 'depth': 2000}
 COMMAND_QOS = {'reliability': 'reliable', 'depth': 1}       # command publishers
 BUNDLE_QOS = {'reliability': 'reliable', 'depth': 1, 'durability': 'transient_local'}
 EVENT_QOS = {'reliability': 'reliable', 'depth': 100}       # rewards, returns, demonstrations

@@ -10,6 +10,7 @@ from apex_ros.planners.random_shooting import RandomShootingConfig
 from apex_ros.resources import config_path
 from apex_ros.run_config import load_run_config
 from apex_ros.tasks import TASKS
+from apex_ros.topics import FULL_STATE_QOS
 
 VALID = """\
 task:
@@ -105,6 +106,8 @@ def test_shipped_configs_load(name):
             assert getattr(cfg.planner, key) == value, key
     task = cfg.make_task()
     assert task.name == name
+    # the sim's full-state writer keeps a whole episode for a lagging trainer (topics.py)
+    assert task.episode_steps + 1 <= FULL_STATE_QOS['depth']
 
 
 # --- errors name the file and the key -----------------------------------------------------------

@@ -78,7 +78,7 @@ class GraphClient:
         self.recorder_resume = cb(Trigger, f'/{recorder}/resume')
         self.recorder_pause = cb(Trigger, f'/{recorder}/pause')
         sub = node.create_subscription
-        sub(Float64MultiArray, topics.FULL_STATE, self.recorder.on_state, qos.EVENT)
+        sub(Float64MultiArray, topics.FULL_STATE, self.recorder.on_state, qos.FULL_STATE)
         sub(Float64MultiArray, topics.DEMONSTRATIONS, self.recorder.on_demo, qos.EVENT)
         sub(Float64, topics.EPISODE_RETURN, self.recorder.on_return, qos.EVENT)
         sub(Float64MultiArray, topics.RELABEL_RESULT, self._on_relabel_result, qos.EVENT)

@@ -16,6 +16,7 @@ def profile(settings: dict) -> QoSProfile:
 
 STATE = profile(topics.STATE_QOS)
 STATE_PUB = profile(topics.STATE_PUB_QOS)
+FULL_STATE = profile(topics.FULL_STATE_QOS)
 COMMAND = profile(topics.COMMAND_QOS)
 BUNDLE = profile(topics.BUNDLE_QOS)
 EVENT = profile(topics.EVENT_QOS)

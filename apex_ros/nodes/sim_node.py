@@ -70,7 +70,8 @@ class SimNode(Node):
         self.hold = np.zeros(self.task.nu)
 
         self.pub_joints = self.create_publisher(JointState, topics.JOINT_STATES, qos.STATE_PUB)
-        self.pub_full = self.create_publisher(Float64MultiArray, topics.FULL_STATE, qos.STATE_PUB)
+        self.pub_full = self.create_publisher(Float64MultiArray, topics.FULL_STATE,
+                                              qos.FULL_STATE)
         self.pub_reward = self.create_publisher(Float64, topics.REWARD, qos.EVENT)
         self.pub_return = self.create_publisher(Float64, topics.EPISODE_RETURN, qos.EVENT)
         self.pub_clock = self.create_publisher(Clock, topics.CLOCK, qos.COMMAND)
