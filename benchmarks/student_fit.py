@@ -47,12 +47,13 @@ def main(argv=None):
     ap.add_argument('--steps', type=int, nargs='+', default=[1000, 5000])
     ap.add_argument('--seeds', type=int, default=2, help='students per setting')
     ap.add_argument('--episodes', type=int, default=10)
-    ap.add_argument('--drop-dagger-obs', nargs=2, metavar=('INDEX', 'LIMIT'),
-                    help='also train without DAgger samples where |obs[INDEX]| > LIMIT')
+    data = ap.add_mutually_exclusive_group()
+    data.add_argument('--drop-dagger-obs', nargs=2, metavar=('INDEX', 'LIMIT'),
+                      help='also train without DAgger samples where |obs[INDEX]| > LIMIT')
+    data.add_argument('--kind', choices=('expert', 'dagger'),
+                      help='train only on the expert or only on the DAgger samples')
     ap.add_argument('--hidden', type=int, nargs='+',
                     help="hidden layer widths (default: the run's)")
-    ap.add_argument('--kind', choices=('expert', 'dagger'),
-                    help='train only on the expert or only on the DAgger samples')
     ap.add_argument('--threads', type=int, default=1, help='torch threads')
     args = ap.parse_args(argv)
     state = torch.load(Path(args.run) / 'checkpoint.pt', weights_only=False)
