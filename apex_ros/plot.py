@@ -4,6 +4,19 @@ import io
 from .util import atomic_write_bytes
 
 
+def y_range(expert, policy, policy_low, medians):
+    """(bottom, top) of the return axis when some returns are catastrophic (below -2x the
+    expert's scale), else None: around the expert returns, policy medians and means, but at
+    most 0.25x that scale below zero, so the band the runs live in keeps its resolution."""
+    finite = [v for v in expert if v == v]
+    scale = max([abs(v) for v in finite] + [1.0])
+    if min(policy_low + finite, default=0.0) >= -2 * scale:
+        return None
+    shown = finite + [v for v in medians + policy if v == v]
+    bottom = max(min(shown + [0.0]), -0.25 * scale) - 0.05 * scale
+    return bottom, max(shown) + 0.05 * scale
+
+
 def plot_learning_curve(metrics: list, path, title: str):
     import matplotlib
     matplotlib.use('Agg')
@@ -20,14 +33,19 @@ def plot_learning_curve(metrics: list, path, title: str):
     lo = [p - s for p, s in zip(policy, policy_std)]
     hi = [p + s for p, s in zip(policy, policy_std)]
     ax.fill_between(its, lo, hi, color='tab:orange', alpha=0.2, linewidth=0)
-    if all('policy_return_median' in m for m in metrics):
-        ax.plot(its, [m['policy_return_median'] for m in metrics], ':x', color='tab:red',
-                label='policy median', ms=4)
-    scale = max([abs(e) for e in expert if e == e] + [1.0])
-    if min(lo + expert) < -2 * scale:
-        # a few catastrophic episodes (e.g. a rolling cheetah) would flatten the curve:
-        # linear within the expert's scale, logarithmic beyond
-        ax.set_yscale('symlog', linthresh=scale)
+    medians = [m['policy_return_median'] for m in metrics if 'policy_return_median' in m]
+    if len(medians) == len(metrics):
+        ax.plot(its, medians, ':x', color='tab:red', label='policy median', ms=4)
+    limits = y_range(expert, policy, lo, medians)
+    if limits is not None:
+        # catastrophic episodes (e.g. a rolled cheetah) would flatten the curve: keep the axis
+        # linear around the expert and the medians, and mark means that fall below it
+        ax.set_ylim(*limits)
+        bottom = limits[0]
+        below = [(i, p) for i, p in zip(its, policy) if p < bottom]
+        if below:
+            ax.plot([i for i, _ in below], [bottom] * len(below), 'v', color='tab:orange',
+                    ms=7, clip_on=False, label='policy mean below the axis')
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel('APEX iteration')
     ax.set_ylabel('episode return')

@@ -21,6 +21,7 @@ from apex_ros.export import export_bundle, task_signature
 from apex_ros.mpc import planner_actor, policy_actor, run_episode
 from apex_ros.net import MLPPolicy, TrainConfig, make_optimizer, train_policy
 from apex_ros.planners import make_planner
+from apex_ros.plot import plot_learning_curve, y_range
 from apex_ros.run_config import load_run_config
 from apex_ros.tasks import make_task
 from apex_ros.tasks.cartpole import CartpoleSwingup
@@ -150,6 +151,19 @@ def test_reinit_trains_each_student_from_fresh_weights(tmp_path, reinit):
     same = all(torch.equal(a, b) for a, b in zip(first, second))
     assert same == reinit  # fresh weights: what the model held before does not matter
     assert trainer.optimizer.state_dict()['state'][0]['step'] == (20 if reinit else 40)
+
+
+def test_learning_curve_axis_keeps_the_runs_band_despite_a_rolled_episode(tmp_path):
+    expert, medians = [5000.0, 6000.0, 5800.0], [800.0, 4600.0, 4700.0]
+    means, lows = [-150000.0, 4500.0, 4650.0], [-300000.0, 4300.0, 4450.0]
+    bottom, top = y_range(expert, means, lows, medians)
+    assert -1800.0 <= bottom < 800.0 and 6000.0 < top <= 6300.0  # linear, around the band
+    assert y_range(expert, means[1:], lows[1:], medians[1:]) is None  # nothing catastrophic
+    metrics = [{'iteration': i + 1, 'expert_return': e, 'policy_return': p,
+                'policy_return_std': p - lo, 'policy_return_median': m}
+               for i, (e, p, lo, m) in enumerate(zip(expert, means, lows, medians))]
+    plot_learning_curve(metrics, tmp_path / 'curve.png', 'test')
+    assert (tmp_path / 'curve.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
 
 def test_bundle_parity_and_metadata(tmp_path, cartpole):
