@@ -47,6 +47,10 @@ class ApexConfig:
     dagger_until_failure: bool = False  # relabel a policy rollout only up to its first state
     #                                     the task calls failed (the states after it would
     #                                     teach the student to stay there, benchmarks/README.md)
+    expert_action_noise: float = 0.0  # std of Gaussian noise added to the actions the expert
+    #                                   executes; its labels stay the planner's actions (DART,
+    #                                   Laskey et al. 2017): data on recovering from the
+    #                                   student's kind of errors (benchmarks/README.md)
     guided: bool = True          # False = the expert never sees the policy (plain iCEM)
     action_norm_c: float = 0.025  # c of the action-norm auxiliary cost in the APEX expert
     eval_episodes: int = 3
@@ -61,6 +65,7 @@ class ApexConfig:
         require(self.window >= 1, f'{where}.window', 'must be >= 1')
         require(self.eval_episodes >= 1, f'{where}.eval_episodes', 'must be >= 1')
         require(self.action_norm_c >= 0, f'{where}.action_norm_c', 'must be >= 0')
+        require(self.expert_action_noise >= 0, f'{where}.expert_action_noise', 'must be >= 0')
         require(self.ablation in ABLATIONS, f'{where}.ablation',
                 f'must be one of {", ".join(ABLATIONS)}, got {self.ablation!r}')
 
@@ -204,8 +209,21 @@ class ApexTrainer:
 
     # --- where rollouts come from: in-process here; GraphApexTrainer drives the ROS graph ----
     def expert_rollout(self, seed: int, label: str | None):
-        """One episode driven by the guided expert -> mpc.Episode."""
-        return run_episode(self.task, planner_actor(self.planner, seed), seed, progress=label)
+        """One episode driven by the guided expert -> mpc.Episode whose actions are the
+        planner's (the labels), also where noise was added to what it executed."""
+        act = planner_actor(self.planner, seed)
+        noise = self.apex.expert_action_noise
+        if noise == 0:
+            return run_episode(self.task, act, seed, progress=label)
+        rng = np.random.default_rng(seed)
+        labels = []
+
+        def act_noisy(sim):
+            action, result = act(sim)
+            labels.append(np.clip(action, self.task.action_low, self.task.action_high))
+            return action + noise * rng.standard_normal(action.shape), result
+        ep = run_episode(self.task, act_noisy, seed, progress=label)
+        return dataclasses.replace(ep, actions=np.array(labels))
 
     def policy_rollout(self, seed: int):
         """One episode driven by the current policy -> (mpc.Episode, warmstarts per step)."""

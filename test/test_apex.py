@@ -23,6 +23,7 @@ from apex_ros.net import MLPPolicy, TrainConfig, make_optimizer, train_policy
 from apex_ros.planners import make_planner
 from apex_ros.plot import plot_learning_curve, y_range
 from apex_ros.run_config import load_run_config
+from apex_ros.sim import Simulation
 from apex_ros.tasks import make_task
 from apex_ros.tasks.cartpole import CartpoleSwingup
 
@@ -127,6 +128,40 @@ def test_dagger_until_failure_relabels_up_to_the_first_failed_state(tmp_path, mo
     lengths = {r.kind: len(r.obs) for r in trainer.dataset.rollouts}
     assert lengths == {'expert': 40, 'dagger': 11}
     assert trainer.metrics[-1]['dagger_states'] == [11]
+
+
+def test_expert_action_noise_perturbs_execution_not_labels(tmp_path):
+    """DART: the expert executes its action plus noise; the dataset keeps the action."""
+    def expert_episode(noise):
+        path = small_apex_config(tmp_path, apex={'expert_action_noise': noise})
+        trainer = ApexTrainer(load_run_config(None, path), tmp_path / f'run{noise}',
+                              progress=False, log=lambda *a: None)
+        return trainer.task, trainer.expert_rollout(seed=3, label=None)
+
+    def replay(task, actions, noise):
+        sim, rng = Simulation(task), np.random.default_rng(3)
+        sim.reset(3)
+        return np.array([sim.state()] + [sim.step(a + noise * rng.standard_normal(a.shape))[1]
+                                         for a in actions])
+
+    task, clean = expert_episode(0.0)
+    np.testing.assert_allclose(replay(task, clean.actions, 0.0), clean.states)
+    task, noisy = expert_episode(0.3)
+    np.testing.assert_allclose(replay(task, noisy.actions, 0.3), noisy.states)
+    assert np.abs(replay(task, noisy.actions, 0.0) - noisy.states).max() > 0.1
+    assert noisy.actions.min() >= task.action_low.min()
+    assert noisy.actions.max() <= task.action_high.max()
+
+
+def test_expert_action_noise_is_refused_across_the_graph(tmp_path):
+    from apex_ros.nodes.trainer_node import GraphApexTrainer
+    path = small_apex_config(tmp_path, apex={'expert_action_noise': 0.2})
+    with pytest.raises(ConfigError, match=r'apex\.expert_action_noise: not available across'):
+        GraphApexTrainer(None, load_run_config(None, path), tmp_path / 'run')
+    assert not (tmp_path / 'run').exists()
+    with pytest.raises(ConfigError, match=r'apex\.expert_action_noise.*must be >= 0'):
+        ApexTrainer(load_run_config(None, small_apex_config(
+            tmp_path, apex={'expert_action_noise': -0.1})), tmp_path / 'run')
 
 
 @pytest.mark.parametrize('reinit', [True, False])
