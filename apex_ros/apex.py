@@ -115,6 +115,8 @@ def check_output_dir(out: Path):
 
 
 class ApexTrainer:
+    adds_expert_action_noise = True   # False where something else executes the expert's action
+
     def __init__(self, run_cfg, out_dir, resume: bool = False, shards=(), progress: bool = True,
                  log=print):
         self.run_cfg = run_cfg
@@ -128,6 +130,10 @@ class ApexTrainer:
         if self.apex.dagger_until_failure and type(self.task).failed is Task.failed:
             raise ConfigError(f'{where}apex.dagger_until_failure: task {self.task.name} does not '
                               'define failed states (Task.failed)')
+        if self.apex.expert_action_noise and not self.adds_expert_action_noise:
+            raise ConfigError(f'{where}apex.expert_action_noise: not available across the ROS '
+                              'graph, where the planner node commands the simulation itself; '
+                              'train in-process (apex-ros train) or set it to 0')
         check_output_dir(self.out)
         (self.out / 'bundles').mkdir(exist_ok=True)
         self.seed = run_cfg.seed

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 from rclpy.node import Node
 
-from ..apex import ApexTrainer, apex_settings
-from ..errors import ConfigError
+from ..apex import ApexTrainer
 from ..mpc import Episode
 from ..run_config import load_run_config
 from ..util import atomic_write_bytes
@@ -24,12 +23,10 @@ from .graph_client import GraphClient
 
 
 class GraphApexTrainer(ApexTrainer):
+    adds_expert_action_noise = False   # the planner node commands the simulation itself
+
     def __init__(self, node, run_cfg, out_dir, resume=False, timeout=300.0, **kwargs):
         self.graph = None
-        if apex_settings(run_cfg)[0].expert_action_noise:
-            raise ConfigError(f'{run_cfg.path}: apex.expert_action_noise: not available across '
-                              'the ROS graph, where the planner node commands the simulation '
-                              'itself; train in-process (apex-ros train) or set it to 0')
         super().__init__(run_cfg, out_dir, resume=resume, **kwargs)
         self.bundle_path = self.out / 'current_policy.onnx'
         self.graph = GraphClient(node, self.task, timeout=timeout)
