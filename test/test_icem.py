@@ -359,3 +359,28 @@ def test_missing_onnx_file_names_the_path(tmp_path):
     missing = tmp_path / 'nope.onnx'
     with pytest.raises(ApexError, match='nope.onnx'):
         as_policy(str(missing))
+
+
+class ShapedOnlyInPlanning(TrackConstant):
+    """The return rewards a = -a*, the planner's shaping a = a*: planners must follow the
+    shaping (Task.planning_reward), episodes count the reward."""
+    name = 'shaped_only_in_planning'
+
+    def reward(self, states, actions):
+        return -np.sum((actions + A_STAR) ** 2, axis=-1)
+
+    def planning_reward(self, states, actions):
+        return -np.sum((actions - A_STAR) ** 2, axis=-1)
+
+
+@pytest.mark.parametrize('name', ['icem', 'random_shooting', 'mppi', 'cem_gd'])
+def test_planners_maximize_planning_reward(name, closing):
+    task = ShapedOnlyInPlanning()
+    planner = closing(make_planner(task, name, {'horizon': 5, 'budget': 60}, seed=0))
+    sim = Simulation(task)
+    result = planner.plan(sim.reset(0))
+    assert abs(result.action[0] - A_STAR) < 0.25
+    # the planning cost of the plan; following the reward instead would cost 5 (2 a*)^2 = 1.95
+    assert result.main_cost < 1.0
+    reward, _ = sim.step(result.action)
+    assert reward == pytest.approx(-(result.action[0] + A_STAR) ** 2)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from apex_ros.errors import ApexError, ConfigError
+from apex_ros.planners.costs import main_cost
 from apex_ros.sim import Simulation
 from apex_ros.tasks import TASKS, make_task, task_class
 from apex_ros.tasks.base import Observation, load_model
@@ -193,7 +194,8 @@ def test_halfcheetah_reward_is_forward_velocity_minus_control(halfcheetah):
 
 
 @pytest.mark.parametrize('beyond', [0.4, -0.6])
-def test_halfcheetah_root_angle_penalty(halfcheetah, beyond):
+def test_halfcheetah_root_angle_penalty_is_for_the_planner_only(halfcheetah, beyond):
+    """As in the paper: the planner pays for rolling, returns count gymnasium's reward."""
     limit = halfcheetah.params.max_root_angle
     state = Simulation(halfcheetah).reset(0)
     state[1 + 2] = np.sign(beyond) * limit + beyond   # qpos: rootx, rootz, rooty
@@ -207,11 +209,13 @@ def test_halfcheetah_root_angle_penalty(halfcheetah, beyond):
     excess = abs(after[3]) - halfcheetah.params.max_root_angle
     assert excess > 0.2
     forward = (after[1] - before[1]) / halfcheetah.dt - 0.1 * np.sum(a ** 2)
-    assert reward == pytest.approx(forward - 100.0 * excess, rel=1e-12)
-    # against the same transition with the penalty switched off
+    assert reward == pytest.approx(forward, rel=1e-12)
+    transition = np.stack([before, after])[None], a[None, None]
+    planned = halfcheetah.planning_reward(*transition)[0, 0]
+    assert planned == pytest.approx(forward - 100.0 * excess, rel=1e-12)
+    assert main_cost(halfcheetah, *transition)[0] == -planned
     free = make_task('halfcheetah_run', {'root_angle_penalty': 0.0})
-    unpenalized = free.reward(np.stack([before, after])[None], a[None, None])[0, 0]
-    assert unpenalized - reward == pytest.approx(100.0 * excess, rel=1e-9)
+    assert free.planning_reward(*transition)[0, 0] == pytest.approx(reward, rel=1e-12)
 
 
 def test_halfcheetah_reward_is_batched_per_step(halfcheetah):

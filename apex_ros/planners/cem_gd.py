@@ -20,7 +20,7 @@ Jacobians A = dx'/dx, B = dx'/da in MuJoCo's tangent space x = [dqpos (nv), qvel
 `mujoco.mjd_transitionFD` per physics substep, chained over frame_skip substeps with the
 control held. mjd_transitionFD rejects the RK4 integrator (humanoid_standup uses it): there
 the Jacobians of the whole control step are finite differences of mj_step. The reward terms
-r_t = f(s_t, a_t, s_{t+1}) are differentiated by central differences of task.reward
+r_t = f(s_t, a_t, s_{t+1}) are differentiated by central differences of task.planning_reward
 (`reward_gradients`), qpos perturbed through mj_integratePos so quaternion joints are exact.
 
 Step size. With normalize_gradient (default) a step moves the action that changes most by
@@ -160,7 +160,7 @@ def reward_gradients(task, states, actions, eps=1e-6):
 
     states (B, H+1, nstate), actions (B, H, nu) -> d r_t / d s_t (B, H, ndx),
     d r_t / d s_{t+1} (B, H, ndx), d r_t / d a_t (B, H, nu); state derivatives are in the
-    tangent space of mjd_transitionFD. All perturbed transitions go through one task.reward
+    tangent space of mjd_transitionFD. All perturbed transitions go through one planning_reward
     call, each as a one-step trajectory. A task may instead provide analytic derivatives as
     an optional method `reward_gradients(states, actions)` with the same returns.
     """
@@ -188,8 +188,8 @@ def reward_gradients(task, states, actions, eps=1e-6):
         pert_states[:, block, 1, which] = minus
     pert_actions[:, 2 * ndx:, 0, 0] += eps * np.eye(nu)
     pert_actions[:, 2 * ndx:, 1, 0] -= eps * np.eye(nu)
-    r = task.reward(pert_states.reshape(-1, 2, nstate),
-                    pert_actions.reshape(-1, 1, nu)).reshape(n, n_dir, 2)
+    r = task.planning_reward(pert_states.reshape(-1, 2, nstate),
+                             pert_actions.reshape(-1, 1, nu)).reshape(n, n_dir, 2)
     d = ((r[..., 0] - r[..., 1]) / (2 * eps)).reshape(batch, horizon, n_dir)
     return d[..., :ndx], d[..., ndx:2 * ndx], d[..., 2 * ndx:]
 
@@ -313,7 +313,7 @@ def return_gradient(task, data, state0, actions, warmstart=None, mocap=None, eps
     states, A, B = linearize(task, data, state0, actions, warmstart, mocap, eps, centered)
     dr_now, dr_next, dr_action = reward_gradients(task, states[None], actions[None],
                                                   reward_eps)
-    ret = float(np.sum(task.reward(states[None], actions[None])))
+    ret = float(np.sum(task.planning_reward(states[None], actions[None])))
     return ret, adjoint_gradient(A, B, dr_now[0], dr_next[0], dr_action[0])
 
 

@@ -1,6 +1,7 @@
 """Main and auxiliary costs of an action sequence, and the APEX adaptive weights (Eq. 3-5).
 
-f = J + sum_j lambda_j C_j, with J the negative task return over the horizon and C_j:
+f = J + sum_j lambda_j C_j, with J the negative planning return (Task.planning_reward) over the
+horizon and C_j:
   guidance     sum_t |a_t - pi(s_t)|^2, pi evaluated on the sequence's own rolled-out states
   action_norm  sum_t |a_t|^2
 Adaptive weights: lambda_j = c_j R(J) / (R(C_j) + eps), R = max - min over the elite set
@@ -13,7 +14,7 @@ AUX_NAMES = ('guidance', 'action_norm')
 
 
 def main_cost(task, states, actions):
-    return -np.sum(task.reward(states, actions), axis=1)
+    return -np.sum(task.planning_reward(states, actions), axis=1)
 
 
 def aux_costs(task, policy, states, actions, use_guidance: bool, use_action_norm: bool):

@@ -91,7 +91,7 @@ class MPPI(Planner):
         rewards (B, H). Failed samples get an infinite objective and zero aux costs."""
         cfg, task = self.cfg, self.task
         states, ok = self.rollouts.run(state, actions, warmstart, mocap)
-        rewards = task.reward(states, actions)
+        rewards = task.planning_reward(states, actions)
         objective = -rewards.sum(axis=1)  # costs.main_cost, without evaluating rewards twice
         terminal = np.zeros(len(actions))
         if self.terminal_value is not None and cfg.value_weight > 0:

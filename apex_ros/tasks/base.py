@@ -1,6 +1,6 @@
 """What a task is: a MuJoCo model, a control rate, bounds, a vectorized reward over batched
-(states, actions), an observation function of the state, and optionally a success metric and
-a failure test.
+(states, actions), an observation function of the state, and optionally a success metric, a
+failure test and planning-only shaping (`planning_reward`).
 
 States are MuJoCo FULLPHYSICS state vectors ([time, qpos, qvel, act, ...]), as returned by
 `mujoco.rollout`. Rewards see a whole batch of trajectories at once:
@@ -202,7 +202,13 @@ class Task:
         return joint_terms(self.model, 'qpos') + joint_terms(self.model, 'qvel')
 
     def reward(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """The task's reward: what an episode's return sums (and what papers report)."""
         raise NotImplementedError
+
+    def planning_reward(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """What planners maximize: `reward` plus any shaping that keeps the planner from an
+        exploit and that returns do not count. Default: `reward`."""
+        return self.reward(states, actions)
 
     def reset(self, data, rng: np.random.Generator):
         """Put `data` in a (randomized) initial state."""

@@ -1,6 +1,8 @@
 """HalfCheetah running (gymnasium's half_cheetah.xml), as in the APEX paper: gymnasium's
-forward-velocity reward minus control cost, plus a heavy penalty on large absolute root
-angles so the planner cannot exploit rolling/flipping."""
+forward-velocity reward minus control cost; the planner alone is also heavily penalized for
+large absolute root angles, so it cannot exploit rolling/flipping. Returns count gymnasium's
+reward only, as the paper's do (its authors' iCEM code, martius-lab/iCEM: the flip penalty is
+in the planner's cost_fn, `env.step` returns the plain reward)."""
 import dataclasses
 
 import mujoco
@@ -20,8 +22,8 @@ class HalfCheetahRun(Task):
     class Params:
         forward_weight: float = 1.0
         ctrl_cost_weight: float = 0.1
-        max_root_angle: float = 1.5708    # rad (pi/2); |rooty| beyond this is penalized ...
-        root_angle_penalty: float = 100.0  # ... by this much per rad per step
+        max_root_angle: float = 1.5708    # rad (pi/2); the planner pays for |rooty| beyond
+        root_angle_penalty: float = 100.0  # this, this much per rad per step
         failed_root_angle: float = 1.0    # rad: beyond it the cheetah has stalled nose-up/down
         #                                   or is rolling (the expert: < 0.05 % of its states)
 
@@ -33,11 +35,15 @@ class HalfCheetahRun(Task):
     def reward(self, states, actions):
         p = self.params
         x = states[..., 1]                      # rootx
-        root_angle = states[:, 1:, 3]           # rooty after the step
         forward = (x[:, 1:] - x[:, :-1]) / self.dt
         ctrl = np.sum(actions ** 2, axis=-1)
+        return p.forward_weight * forward - p.ctrl_cost_weight * ctrl
+
+    def planning_reward(self, states, actions):
+        p = self.params
+        root_angle = states[:, 1:, 3]           # rooty after the step
         roll = np.maximum(np.abs(root_angle) - p.max_root_angle, 0.0)
-        return p.forward_weight * forward - p.ctrl_cost_weight * ctrl - p.root_angle_penalty * roll
+        return self.reward(states, actions) - p.root_angle_penalty * roll
 
     def failed(self, states):
         return np.abs(self.qpos(states)[..., 2]) > self.params.failed_root_angle  # rooty
