@@ -103,6 +103,12 @@ def apex_settings(run_cfg):
     return apply_ablation(apex, run_cfg.planner, where)
 
 
+def episode_seed(run_seed: int, iteration: int, kind: int, j: int) -> int:
+    """Seed of the j-th episode of `kind` (1 expert, 2 DAgger, 3 evaluation; 4 and 5 seed the
+    trainings) in 0-based APEX iteration `iteration` of a run seeded with `run_seed`."""
+    return run_seed + 100_003 * iteration + 1_000 * kind + j
+
+
 def check_output_dir(out: Path):
     """Fail before any work if `out` cannot be created or written."""
     try:
@@ -207,7 +213,7 @@ class ApexTrainer:
 
     # --- phases -----------------------------------------------------------------------------
     def _seed(self, kind: int, j: int) -> int:
-        return self.seed + 100_003 * self.iteration + 1_000 * kind + j
+        return episode_seed(self.seed, self.iteration, kind, j)
 
     def _bar(self, label):
         return f'iter {self.iteration + 1}/{self.apex.iterations} {label}' if self.show_progress \

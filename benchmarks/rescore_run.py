@@ -1,0 +1,85 @@
+"""Replay a run's in-loop evaluations under the task as it is now (e.g. after a reward change).
+
+For every iteration in RUN_DIR/metrics.jsonl, drives that iteration's bundle
+(RUN_DIR/bundles/iter_NNN.onnx) from the same start states the loop evaluated it on
+(`apex.episode_seed`) and checks that the replay reproduces the recorded returns, given as
+`--recorded` minus the current return: `root_angle_penalty` (halfcheetah's no-rolling
+penalty, which the returns counted until it became the planner's alone) or `none`. Writes
+the rescored metrics (recorded returns kept as `recorded_policy_returns`) and redraws the
+learning curve.
+
+    python benchmarks/rescore_run.py runs/X --out-dir benchmarks/apex_X
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from apex_ros.apex import episode_seed
+from apex_ros.bundle import PolicyBundle
+from apex_ros.mpc import policy_actor, run_episode
+from apex_ros.plot import plot_learning_curve
+from apex_ros.run_config import load_run_config
+from apex_ros.util import atomic_write_text
+
+EVALUATION = 3   # episode kind of the in-loop evaluation (apex.episode_seed)
+
+
+def root_angle_penalty(task, states):
+    p = task.params
+    roll = np.maximum(np.abs(task.qpos(states[1:])[:, 2]) - p.max_root_angle, 0.0)
+    return p.root_angle_penalty * float(roll.sum())
+
+
+def rescore(task, run_dir, record, run_seed, recorded_extra):
+    it = record['iteration']
+    policy = PolicyBundle(str(run_dir / 'bundles' / f'iter_{it:03d}.onnx'))
+    returns, mismatches = [], 0
+    for e, recorded in enumerate(record['policy_returns']):
+        ep = run_episode(task, policy_actor(task, policy), episode_seed(run_seed, it - 1,
+                                                                        EVALUATION, e))
+        expected = ep.ret - (recorded_extra(task, ep.states) if recorded_extra else 0.0)
+        mismatches += not np.isclose(expected, recorded, rtol=1e-9, atol=1e-6)
+        returns.append(ep.ret)
+    new = dict(record, recorded_policy_returns=record['policy_returns'], policy_returns=returns,
+               policy_return=float(np.mean(returns)), policy_return_std=float(np.std(returns)),
+               policy_return_median=float(np.median(returns)))
+    return new, mismatches
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('run_dir', type=Path)
+    ap.add_argument('--task', default='halfcheetah_run')
+    ap.add_argument('--config', help='YAML config (default: config/<task>.yaml); its seed '
+                    'must be the run\'s')
+    ap.add_argument('--recorded', choices=('root_angle_penalty', 'none'),
+                    default='root_angle_penalty')
+    ap.add_argument('--out-dir', type=Path, help='where to write rescored_metrics.jsonl and '
+                    'learning_curve.png (default: RUN_DIR)')
+    args = ap.parse_args(argv)
+    cfg = load_run_config(args.task, args.config)
+    task = cfg.make_task()
+    extra = root_angle_penalty if args.recorded == 'root_angle_penalty' else None
+    records = [json.loads(line) for line in (args.run_dir / 'metrics.jsonl').open()]
+    rescored, total = [], 0
+    for record in records:
+        new, mismatches = rescore(task, args.run_dir, record, cfg.seed, extra)
+        total += mismatches
+        rescored.append(new)
+        print(f'iteration {new["iteration"]}: {new["policy_return"]:.2f} ± '
+              f'{new["policy_return_std"]:.2f} (recorded {record["policy_return"]:.2f}), '
+              f'{mismatches} episode(s) not reproduced', flush=True)
+    out = args.out_dir or args.run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / 'rescored_metrics.jsonl',
+                      ''.join(json.dumps(m) + '\n' for m in rescored))
+    plot_learning_curve(rescored, out / 'learning_curve.png', f'APEX on {task.name}')
+    print(f'{total} of {sum(len(r["policy_returns"]) for r in records)} episodes not reproduced')
+    return 1 if total else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
