@@ -1,12 +1,15 @@
 """The student: an MLP policy (APEX Table 3: 3 x 128 ReLU) with observation normalization
 inside the module, and its supervised training (Adam, l1 + l2 weight penalties)."""
 import dataclasses
+import math
 
 import numpy as np
 import torch
 from torch import nn
 
 from .config import require
+
+LR_SCHEDULES = ('constant', 'cosine')
 
 
 @dataclasses.dataclass
@@ -19,6 +22,9 @@ class TrainConfig:
     steps: int = 1000          # gradient steps per training
     threads: int = 1           # torch intra-op threads (2 thrash when another process is busy)
     reinit: bool = False       # fresh weights and optimizer for every training (else continue)
+    lr_schedule: str = 'constant'  # or 'cosine': every training decays the learning rate from
+    #                                `lr` to 0 (half a cosine), ending at a settled student
+    #                                rather than one noisy minibatch step (benchmarks/README.md)
 
     def validate(self, where='train'):
         require(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), f'{where}.hidden',
@@ -28,6 +34,15 @@ class TrainConfig:
         require(self.batch_size >= 1, f'{where}.batch_size', 'must be >= 1')
         require(self.steps >= 0, f'{where}.steps', 'must be >= 0')
         require(self.threads >= 1, f'{where}.threads', 'must be >= 1')
+        require(self.lr_schedule in LR_SCHEDULES, f'{where}.lr_schedule',
+                f'must be one of {", ".join(LR_SCHEDULES)}, got {self.lr_schedule!r}')
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Learning rate of gradient step `step` (0-based) of a training of cfg.steps steps."""
+    if cfg.lr_schedule == 'cosine':
+        return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * step / cfg.steps))
+    return cfg.lr
 
 
 class MLPPolicy(nn.Module):
@@ -65,8 +80,9 @@ def weight_penalty(model, l1: float, l2: float):
 
 def train_policy(model: MLPPolicy, optimizer, obs: np.ndarray, actions: np.ndarray,
                  cfg: TrainConfig, generator: torch.Generator, progress=None) -> float:
-    """`cfg.steps` Adam steps on minibatches of (obs, actions); returns the mean MSE of the last
-    10 % of steps. Normalization is refit to `obs` first."""
+    """`cfg.steps` Adam steps on minibatches of (obs, actions) at the learning rates of
+    `cfg.lr_schedule`; returns the mean MSE of the last 10 % of steps. Normalization is refit
+    to `obs` first."""
     torch.set_num_threads(cfg.threads)
     model.set_normalization(obs)
     model.train()
@@ -75,6 +91,8 @@ def train_policy(model: MLPPolicy, optimizer, obs: np.ndarray, actions: np.ndarr
     n = len(x)
     tail = []
     for step in range(cfg.steps):
+        for group in optimizer.param_groups:
+            group['lr'] = learning_rate(cfg, step)
         idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=generator)
         mse = ((model(x[idx]) - y[idx]) ** 2).mean()
         loss = mse + weight_penalty(model, cfg.l1, cfg.l2)

@@ -19,7 +19,7 @@ from apex_ros.dataset import Dataset, LabeledRollout
 from apex_ros.errors import ApexError
 from apex_ros.export import export_bundle, task_signature
 from apex_ros.mpc import planner_actor, policy_actor, run_episode
-from apex_ros.net import MLPPolicy, TrainConfig, make_optimizer, train_policy
+from apex_ros.net import MLPPolicy, TrainConfig, learning_rate, make_optimizer, train_policy
 from apex_ros.planners import make_planner
 from apex_ros.plot import plot_learning_curve, y_range
 from apex_ros.run_config import load_run_config
@@ -188,6 +188,47 @@ def test_reinit_trains_each_student_from_fresh_weights(tmp_path, reinit):
     assert trainer.optimizer.state_dict()['state'][0]['step'] == (20 if reinit else 40)
 
 
+def test_cosine_schedule_settles_the_student_and_restarts_each_training():
+    """train.lr_schedule cosine: the second half of a training moves the weights much less
+    than at a constant rate (the student is not one noisy minibatch step), and every
+    training runs the schedule from the full rate again."""
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(256, 5)).astype(np.float32)
+    actions = rng.uniform(-1, 1, (256, 1)).astype(np.float32)
+
+    def weights(model):
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    def train_twice(schedule):
+        """-> per training: (weight change over its last 100 of 200 steps, lr at step 100)"""
+        torch.manual_seed(0)
+        cfg = TrainConfig(hidden=[16, 16], steps=200, batch_size=32, threads=1,
+                          lr_schedule=schedule)
+        model = MLPPolicy(5, 1, cfg.hidden)
+        optimizer = make_optimizer(model, cfg)
+        out = []
+        for seed in (1, 2):
+            halfway = {}
+
+            def at(n, mse):
+                if n == 100:
+                    halfway.update(w=weights(model), lr=optimizer.param_groups[0]['lr'])
+            train_policy(model, optimizer, obs, actions, cfg, torch.Generator().manual_seed(seed),
+                         progress=at)
+            out.append((float((weights(model) - halfway['w']).norm()), halfway['lr']))
+        return out, optimizer.param_groups[0]['lr']
+
+    constant, constant_end_lr = train_twice('constant')
+    cosine, cosine_end_lr = train_twice('cosine')
+    cfg = TrainConfig(steps=200, lr_schedule='cosine')
+    assert constant_end_lr == 5e-4
+    assert cosine_end_lr == learning_rate(cfg, 199) < 1e-3 * 5e-4
+    for (constant_move, constant_lr), (cosine_move, cosine_lr) in zip(constant, cosine):
+        assert cosine_move < 0.5 * constant_move
+        assert constant_lr == 5e-4
+        assert cosine_lr == learning_rate(cfg, 99) == pytest.approx(0.5 * 5e-4, rel=0.02)
+
+
 def test_learning_curve_axis_keeps_the_runs_band_despite_a_rolled_episode(tmp_path):
     expert, medians = [5000.0, 6000.0, 5800.0], [800.0, 4600.0, 4700.0]
     means, lows = [-150000.0, 4500.0, 4650.0], [-300000.0, 4300.0, 4450.0]
@@ -266,6 +307,7 @@ def test_eval_cli_reports_the_policys_episode_returns(tmp_path, cartpole):
     ('apex', {'windw': 3}, 'windw'),
     ('train', {'lr': -1.0}, 'train.lr'),
     ('train', {'hidden': 'big'}, 'train.hidden'),
+    ('train', {'lr_schedule': 'linear'}, 'train.lr_schedule'),
 ])
 def test_bad_config_key_is_named(tmp_path, section, values, key):
     path = small_apex_config(tmp_path, **{section: values})
