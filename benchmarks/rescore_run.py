@@ -4,7 +4,8 @@ For every iteration in RUN_DIR/metrics.jsonl, drives that iteration's bundle
 (RUN_DIR/bundles/iter_NNN.onnx) from the same start states the loop evaluated it on
 (`apex.episode_seed`) and checks that the replay reproduces the recorded returns, given as
 `--recorded` minus the current return: `root_angle_penalty` (halfcheetah's no-rolling
-penalty, which the returns counted until it became the planner's alone) or `none`. Writes
+penalty, which the returns counted until it became the planner's alone; up to iteration
+`--recorded-until` if given, nothing after it) or `none`. Writes
 the rescored metrics (recorded returns kept as `recorded_policy_returns`) and redraws the
 learning curve.
 
@@ -62,6 +63,8 @@ def main(argv=None):
                     'must be the run\'s')
     ap.add_argument('--recorded', choices=('root_angle_penalty', 'none'),
                     default='root_angle_penalty')
+    ap.add_argument('--recorded-until', type=int, help='last iteration recorded the '
+                    '--recorded way; later ones are checked as recorded without it')
     ap.add_argument('--eval-episodes', type=int, default=10, help='evaluation episodes per '
                     'iteration, for runs whose metrics lack per-episode returns')
     ap.add_argument('--out-dir', type=Path, help='where to write rescored_metrics.jsonl and '
@@ -73,8 +76,9 @@ def main(argv=None):
     records = [json.loads(line) for line in (args.run_dir / 'metrics.jsonl').open()]
     rescored, total = [], 0
     for record in records:
-        new, mismatches = rescore(task, args.run_dir, record, cfg.seed, extra,
-                                  args.eval_episodes)
+        before = args.recorded_until is None or record['iteration'] <= args.recorded_until
+        new, mismatches = rescore(task, args.run_dir, record, cfg.seed,
+                                  extra if before else None, args.eval_episodes)
         total += mismatches
         rescored.append(new)
         print(f'iteration {new["iteration"]}: {new["policy_return"]:.2f} ± '
