@@ -4,14 +4,31 @@ import tempfile
 from pathlib import Path
 
 
+def _umask() -> int:
+    try:  # Linux >= 4.7 reports it; os.umask would have to set it to read it
+        for line in Path('/proc/self/status').read_text().splitlines():
+            if line.startswith('Umask:'):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
+
+
 def atomic_write_bytes(path, data: bytes):
     """Write `data` to `path` so that readers see the old file or the new one, never a part:
-    write a temp file in the same directory, fsync, rename over the target."""
+    write a temp file in the same directory, fsync, rename over the target. The file gets
+    the target's permissions if it exists, else those open() would give it (mkstemp's are
+    0600: a bundle another user deploys must stay readable)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
         with os.fdopen(fd, 'wb') as f:
+            os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -1,6 +1,8 @@
 """APEX loop: guidance effect, DAgger relabel cost, dataset window, bundles, persistence."""
 import json
+import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -26,6 +28,7 @@ from apex_ros.run_config import load_run_config
 from apex_ros.sim import Simulation
 from apex_ros.tasks import make_task
 from apex_ros.tasks.cartpole import CartpoleSwingup
+from apex_ros.util import atomic_write_bytes
 
 
 @pytest.fixture(scope='module')
@@ -257,6 +260,22 @@ def test_bundle_parity_and_metadata(tmp_path, cartpole):
     assert bundle.required_joints() == ['slider', 'hinge']
     assert np.all(bundle.act(np.full(5, 1e6)) <= bundle.action_high)
     bundle.check_signature(task_signature(cartpole))  # fits: no error
+
+
+@pytest.mark.parametrize('umask,expected', [(0o022, 0o644), (0o077, 0o600)])
+def test_atomic_writes_get_plain_file_permissions(tmp_path, umask, expected):
+    """Bundles, datasets and checkpoints are readable as a plain open() would leave them
+    (a bundle deployed by another user), and a rewrite keeps the file's own mode."""
+    old = os.umask(umask)
+    try:
+        atomic_write_bytes(tmp_path / 'policy.onnx', b'one')
+        assert stat.S_IMODE((tmp_path / 'policy.onnx').stat().st_mode) == expected
+        (tmp_path / 'policy.onnx').chmod(0o640)
+        atomic_write_bytes(tmp_path / 'policy.onnx', b'two')
+        assert stat.S_IMODE((tmp_path / 'policy.onnx').stat().st_mode) == 0o640
+        assert (tmp_path / 'policy.onnx').read_bytes() == b'two'
+    finally:
+        os.umask(old)
 
 
 def test_bundle_mismatch_is_refused_with_the_differences(tmp_path, cartpole):
