@@ -2,12 +2,11 @@
 
 For every iteration in RUN_DIR/metrics.jsonl, drives that iteration's bundle
 (RUN_DIR/bundles/iter_NNN.onnx) from the same start states the loop evaluated it on
-(`apex.episode_seed`) and checks that the replay reproduces the recorded returns, given as
-`--recorded` minus the current return: `root_angle_penalty` (halfcheetah's no-rolling
-penalty, which the returns counted until it became the planner's alone; up to iteration
-`--recorded-until` if given, nothing after it) or `none`. Writes
-the rescored metrics (recorded returns kept as `recorded_policy_returns`) and redraws the
-learning curve.
+(`apex.episode_seed`) and checks that the replay reproduces the recorded returns, which
+summed `--recorded`: `planning_reward` (halfcheetah's returns counted the planner's
+no-rolling penalty until it became the planner's alone; up to iteration `--recorded-until`
+if given, `reward` after it) or `reward`. Writes the rescored metrics (recorded returns kept
+as `recorded_policy_returns`) and redraws the learning curve.
 
     python benchmarks/rescore_run.py runs/X --out-dir benchmarks/apex_X
 """
@@ -28,13 +27,7 @@ from apex_ros.util import atomic_write_text
 EVALUATION = 3   # episode kind of the in-loop evaluation (apex.episode_seed)
 
 
-def root_angle_penalty(task, states):
-    p = task.params
-    roll = np.maximum(np.abs(task.qpos(states[1:])[:, 2]) - p.max_root_angle, 0.0)
-    return p.root_angle_penalty * float(roll.sum())
-
-
-def rescore(task, run_dir, record, run_seed, recorded_extra, episodes):
+def rescore(task, run_dir, record, run_seed, recorded_planning, episodes):
     """-> (rescored record, number of recorded returns the replay does not reproduce). Older
     runs logged only the mean of `episodes` episodes: then the mean is what is checked."""
     it = record['iteration']
@@ -45,7 +38,8 @@ def rescore(task, run_dir, record, run_seed, recorded_extra, episodes):
         ep = run_episode(task, policy_actor(task, policy), episode_seed(run_seed, it - 1,
                                                                         EVALUATION, e))
         returns.append(ep.ret)
-        replayed.append(ep.ret - (recorded_extra(task, ep.states) if recorded_extra else 0.0))
+        replayed.append(float(np.sum(task.planning_reward(ep.states[None], ep.actions[None])))
+                        if recorded_planning else ep.ret)
     if recorded is None:
         replayed, recorded = [np.mean(replayed)], [record['policy_return']]
     mismatches = int(np.sum(~np.isclose(replayed, recorded, rtol=1e-9, atol=1e-6)))
@@ -61,8 +55,8 @@ def main(argv=None):
     ap.add_argument('--task', default='halfcheetah_run')
     ap.add_argument('--config', help='YAML config (default: config/<task>.yaml); its seed '
                     'must be the run\'s')
-    ap.add_argument('--recorded', choices=('root_angle_penalty', 'none'),
-                    default='root_angle_penalty')
+    ap.add_argument('--recorded', choices=('planning_reward', 'reward'),
+                    default='planning_reward', help='what the recorded returns summed')
     ap.add_argument('--recorded-until', type=int, help='last iteration recorded the '
                     '--recorded way; later ones are checked as recorded without it')
     ap.add_argument('--eval-episodes', type=int, default=10, help='evaluation episodes per '
@@ -72,13 +66,13 @@ def main(argv=None):
     args = ap.parse_args(argv)
     cfg = load_run_config(args.task, args.config)
     task = cfg.make_task()
-    extra = root_angle_penalty if args.recorded == 'root_angle_penalty' else None
+    planning = args.recorded == 'planning_reward'
     records = [json.loads(line) for line in (args.run_dir / 'metrics.jsonl').open()]
     rescored, total = [], 0
     for record in records:
         before = args.recorded_until is None or record['iteration'] <= args.recorded_until
         new, mismatches = rescore(task, args.run_dir, record, cfg.seed,
-                                  extra if before else None, args.eval_episodes)
+                                  planning and before, args.eval_episodes)
         total += mismatches
         rescored.append(new)
         print(f'iteration {new["iteration"]}: {new["policy_return"]:.2f} ± '
