@@ -27,11 +27,11 @@ setup(
     entry_points={
         'console_scripts': [
             'apex-ros = apex_ros.cli:main',
-            'sim_node = apex_ros.nodes.sim_node:main',
-            'planner_node = apex_ros.nodes.planner_node:main',
-            'trainer_node = apex_ros.nodes.trainer_node:main',
-            'policy_executor = apex_ros.nodes.policy_executor:main',
-            'recorder_node = apex_ros.nodes.recorder_node:main',
+            'sim_node = apex_ros.ros.nodes.sim_node:main',
+            'planner_node = apex_ros.ros.nodes.planner_node:main',
+            'trainer_node = apex_ros.ros.nodes.trainer_node:main',
+            'policy_executor = apex_ros.ros.nodes.policy_executor:main',
+            'recorder_node = apex_ros.ros.nodes.recorder_node:main',
         ],
     },
 )

@@ -28,17 +28,17 @@ from rclpy.serialization import serialize_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
-from apex_ros import topics
 from apex_ros.bags import metadata as md
 from apex_ros.bags.episodes import joint_columns
+from apex_ros.bags.relabel import Expert, expert_settings, relabel_bags
 from apex_ros.bags.writer import BagWriter
-from apex_ros.bench import environment, write_json
-from apex_ros.bundle import PolicyBundle
-from apex_ros.export import export_bundle
-from apex_ros.net import MLPPolicy
-from apex_ros.relabel import Expert, expert_settings, relabel_bags
-from apex_ros.run_config import load_run_config
-from apex_ros.sim import Simulation
+from apex_ros.cli.bench import environment, write_json
+from apex_ros.config.run import load_run_config
+from apex_ros.deploy.bundle import PolicyBundle
+from apex_ros.deploy.export import export_bundle
+from apex_ros.learning.student import MLPPolicy
+from apex_ros.ros import protocol as topics
+from apex_ros.sim.simulation import Simulation
 
 
 def record(path, task, policy, episodes):

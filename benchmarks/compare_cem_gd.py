@@ -8,7 +8,7 @@
     a linear fit through both points), and iCEM runs again at that budget. The other direction
     is not useful: CEM-GD's time is dominated by its gradient steps, not by its budget.
 
-Each run is `apex_ros.bench.bench_planner` (MPC from the task's seeded start) for --steps
+Each run is `apex_ros.cli.bench.bench_planner` (MPC from the task's seeded start) for --steps
 control steps, with the task's config/<task>.yaml settings and the overrides given here.
 
     python benchmarks/compare_cem_gd.py results/cem_gd_vs_icem.json --steps 200
@@ -20,9 +20,9 @@ import time
 
 import yaml
 
-from apex_ros.bench import bench_planner, environment, write_json
+from apex_ros.cli.bench import bench_planner, environment, write_json
+from apex_ros.config.run import load_run_config
 from apex_ros.planners.icem import population_sizes
-from apex_ros.run_config import load_run_config
 
 TASKS = ('halfcheetah_run', 'humanoid_standup')
 KEPT = ('planner', 'budget', 'samples_per_step', 'return', 'plan_ms_median', 'plan_ms_p95',

@@ -16,13 +16,13 @@ import sys
 
 import numpy as np
 
-from apex_ros.apex import apex_settings
-from apex_ros.bench import environment, write_json
-from apex_ros.bundle import PolicyBundle
-from apex_ros.mpc import planner_actor, policy_actor, run_episode
+from apex_ros.cli.bench import environment, write_json
+from apex_ros.config.run import load_run_config
+from apex_ros.deploy.bundle import PolicyBundle
+from apex_ros.learning.apex import apex_settings
 from apex_ros.planners import make_planner
-from apex_ros.run_config import load_run_config
-from apex_ros.sim import Simulation
+from apex_ros.sim.episodes import planner_actor, policy_actor, run_episode
+from apex_ros.sim.simulation import Simulation
 
 
 def find_stall(task, policy, index, limit, hold, episodes):

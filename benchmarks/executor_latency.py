@@ -33,15 +33,15 @@ os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
 import rclpy  # noqa: E402 (after the domain isolation above)
 import torch  # noqa: E402
-from rclpy.experimental import EventsExecutor  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.experimental import EventsExecutor  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 
-from apex_ros import topics  # noqa: E402
-from apex_ros.bench import environment, write_json  # noqa: E402
-from apex_ros.export import export_bundle  # noqa: E402
-from apex_ros.net import MLPPolicy  # noqa: E402
+from apex_ros.cli.bench import environment, write_json  # noqa: E402
+from apex_ros.deploy.export import export_bundle  # noqa: E402
+from apex_ros.learning.student import MLPPolicy  # noqa: E402
+from apex_ros.ros import protocol as topics  # noqa: E402
 from apex_ros.tasks import make_task  # noqa: E402
 
 CODES = 1023  # slider = (seq % CODES + 1) / 1024, in (0, 1): never the 0.0 hold command
@@ -153,7 +153,7 @@ class Driver:
 
 def run_config(driver, bundle, trigger, executor, args, log_dir):
     exe = shutil.which('policy_executor', path=os.path.dirname(sys.executable))
-    cmd = ([exe] if exe else [sys.executable, '-m', 'apex_ros.nodes.policy_executor']) + [
+    cmd = ([exe] if exe else [sys.executable, '-m', 'apex_ros.ros.nodes.policy_executor']) + [
         '--ros-args', '-r', '__node:=bench_executor', '-p', f'bundle:={bundle}',
         '-p', f'rate_hz:={float(args.rate)}', '-p', f'trigger:={trigger}',
         '-p', f'executor:={executor}', '-p', 'autostart:=true']

@@ -18,13 +18,13 @@ import sys
 
 import numpy as np
 
-from apex_ros.apex import apex_settings
-from apex_ros.bench import environment, write_json
-from apex_ros.bundle import PolicyBundle
-from apex_ros.export import task_signature
-from apex_ros.mpc import planner_actor, run_episode
+from apex_ros.cli.bench import environment, write_json
+from apex_ros.config.run import load_run_config
+from apex_ros.deploy.bundle import PolicyBundle
+from apex_ros.deploy.export import task_signature
+from apex_ros.learning.apex import apex_settings
 from apex_ros.planners import make_planner
-from apex_ros.run_config import load_run_config
+from apex_ros.sim.episodes import planner_actor, run_episode
 
 
 def expert_episode(task, experts, policy, seed, steps):

@@ -13,10 +13,10 @@ import sys
 
 import numpy as np
 
-from apex_ros.bench import environment, write_json
-from apex_ros.bundle import PolicyBundle
-from apex_ros.mpc import policy_actor, run_episode
-from apex_ros.run_config import load_run_config
+from apex_ros.cli.bench import environment, write_json
+from apex_ros.config.run import load_run_config
+from apex_ros.deploy.bundle import PolicyBundle
+from apex_ros.sim.episodes import policy_actor, run_episode
 
 
 def drive(task, policy, seed):

@@ -3,7 +3,7 @@ terminal value, MPPI with a short planning horizon reaches the return that plain
 longer horizon for.
 
 For every horizon H in --horizons:
-1. train POLO (MPPI + value ensemble, apex_ros.polo.run_polo) at H for --train-steps agent
+1. train POLO (MPPI + value ensemble, apex_ros.learning.polo.run_polo) at H for --train-steps agent
    steps (episodes of --episode-steps, the agent resets between them), as in the paper's
    Fig. 3; with --train-horizon, one value is trained once at that horizon and reused;
 2. export the ensemble to ONNX and load it back as a TerminalValue (the deployable path);
@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-from apex_ros.bench import environment, write_json
-from apex_ros.mpc import run_mpc
+from apex_ros.cli.bench import environment, write_json
+from apex_ros.learning.polo import run_polo
+from apex_ros.learning.value import TerminalValue, ValueConfig
 from apex_ros.planners import make_planner
-from apex_ros.polo import run_polo
+from apex_ros.sim.episodes import run_mpc
 from apex_ros.tasks import make_task
-from apex_ros.value import TerminalValue, ValueConfig
 
 TASK = 'cartpole_swingup'
 EVAL_SEED = 1000   # evaluation episodes use seeds EVAL_SEED + i, never seen in training

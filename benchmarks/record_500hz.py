@@ -4,7 +4,7 @@ Writes one JSON file.
 This process publishes sensor_msgs/JointState (--joints joints, the counter in position[0])
 at --rate Hz for --seconds on /joint_states, RELIABLE depth 10 (joint_state_broadcaster's
 default), over DDS on loopback in a private domain. The recorder runs as its own process
-(`python -m apex_ros.nodes.recorder_node`), is stopped with SIGINT, and its bag is read back:
+(`python -m apex_ros.ros.nodes.recorder_node`), is stopped with SIGINT, and its bag is read back:
 lost = published - recorded, and the counters must be exactly 0..published-1 in order.
 CPU share = the recorder's (user + system) CPU time while publishing / wall time (1.0 = one
 core), from /proc/<pid>/stat.
@@ -31,7 +31,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 
 from apex_ros.bags.reader import BagReader  # noqa: E402
-from apex_ros.bench import environment, write_json  # noqa: E402
+from apex_ros.cli.bench import environment, write_json  # noqa: E402
 
 TICKS = os.sysconf('SC_CLK_TCK')
 
@@ -52,7 +52,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix='record-bench-') as tmp:
         bag = Path(tmp) / 'bag'
         recorder = subprocess.Popen(
-            [sys.executable, '-m', 'apex_ros.nodes.recorder_node', '--ros-args',
+            [sys.executable, '-m', 'apex_ros.ros.nodes.recorder_node', '--ros-args',
              '-p', f'output:={bag}', '-p', 'topics:=[/joint_states]'],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         rclpy.init()

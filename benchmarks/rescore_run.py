@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from apex_ros.apex import episode_seed
-from apex_ros.bundle import PolicyBundle
-from apex_ros.mpc import policy_actor, run_episode
-from apex_ros.plot import plot_learning_curve
-from apex_ros.run_config import load_run_config
-from apex_ros.util import atomic_write_text
+from apex_ros.config.run import load_run_config
+from apex_ros.deploy.bundle import PolicyBundle
+from apex_ros.files import atomic_write_text
+from apex_ros.learning.apex import episode_seed
+from apex_ros.learning.plot import plot_learning_curve
+from apex_ros.sim.episodes import policy_actor, run_episode
 
 EVALUATION = 3   # episode kind of the in-loop evaluation (apex.episode_seed)
 

@@ -20,14 +20,14 @@ import sys
 import numpy as np
 import torch
 
-from apex_ros.bench import environment, write_json
-from apex_ros.bundle import PolicyBundle
+from apex_ros.cli.bench import environment, write_json
 from apex_ros.config import from_dict
-from apex_ros.dataset import Dataset
-from apex_ros.export import bundle_bytes
-from apex_ros.mpc import policy_actor, run_episode
-from apex_ros.net import MLPPolicy, TrainConfig, make_optimizer, train_policy
-from apex_ros.run_config import load_run_config
+from apex_ros.config.run import load_run_config
+from apex_ros.deploy.bundle import PolicyBundle
+from apex_ros.deploy.export import bundle_bytes
+from apex_ros.learning.dataset import Dataset
+from apex_ros.learning.student import MLPPolicy, TrainConfig, make_optimizer, train_policy
+from apex_ros.sim.episodes import policy_actor, run_episode
 
 VARIANTS = ('constant', 'cosine', 'window')
 

@@ -1,7 +1,7 @@
 """Only the ONNX policy executor, with a robot's parameter file:
 `ros2 launch apex_ros policy.launch.py params_file:=/path/robot.yaml bundle:=/path/policy.onnx`
 """
-from apex_ros.launch_actions import generate_for
+from apex_ros.ros.launch_actions import generate_for
 
 GRAPH = 'policy'
 

@@ -1,8 +1,8 @@
 """APEX through the ROS graph in simulation: `ros2 launch apex_ros sim_apex.launch.py`.
 
-Built from apex_ros.graph, the same spec `apex-ros launch sim_apex` runs without launch_ros.
+Built from apex_ros.ros.graph, the same spec `apex-ros launch sim_apex` runs without launch_ros.
 """
-from apex_ros.launch_actions import generate_for
+from apex_ros.ros.launch_actions import generate_for
 
 GRAPH = 'sim_apex'
 

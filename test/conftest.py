@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import yaml
 
-from apex_ros.sim import Simulation
+from apex_ros.sim.simulation import Simulation
 from apex_ros.tasks import make_task
 from apex_ros.tasks.base import Task
 

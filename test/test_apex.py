@@ -14,21 +14,27 @@ import torch
 import yaml
 from conftest import small_apex_config
 
-from apex_ros.apex import ApexTrainer
-from apex_ros.bundle import BundleError, PolicyBundle
 from apex_ros.config import ConfigError
-from apex_ros.dataset import Dataset, LabeledRollout
+from apex_ros.config.run import load_run_config
+from apex_ros.deploy.bundle import BundleError, PolicyBundle
+from apex_ros.deploy.export import export_bundle, task_signature
 from apex_ros.errors import ApexError
-from apex_ros.export import export_bundle, task_signature
-from apex_ros.mpc import planner_actor, policy_actor, run_episode
-from apex_ros.net import MLPPolicy, TrainConfig, learning_rate, make_optimizer, train_policy
+from apex_ros.files import atomic_write_bytes
+from apex_ros.learning.apex import ApexTrainer
+from apex_ros.learning.dataset import Dataset, LabeledRollout
+from apex_ros.learning.plot import plot_learning_curve, y_range
+from apex_ros.learning.student import (
+    MLPPolicy,
+    TrainConfig,
+    learning_rate,
+    make_optimizer,
+    train_policy,
+)
 from apex_ros.planners import make_planner
-from apex_ros.plot import plot_learning_curve, y_range
-from apex_ros.run_config import load_run_config
-from apex_ros.sim import Simulation
+from apex_ros.sim.episodes import planner_actor, policy_actor, run_episode
+from apex_ros.sim.simulation import Simulation
 from apex_ros.tasks import make_task
 from apex_ros.tasks.cartpole import CartpoleSwingup
-from apex_ros.util import atomic_write_bytes
 
 
 @pytest.fixture(scope='module')
@@ -157,7 +163,7 @@ def test_expert_action_noise_perturbs_execution_not_labels(tmp_path):
 
 
 def test_expert_action_noise_is_refused_across_the_graph(tmp_path):
-    from apex_ros.nodes.trainer_node import GraphApexTrainer
+    from apex_ros.ros.nodes.trainer_node import GraphApexTrainer
     path = small_apex_config(tmp_path, apex={'expert_action_noise': 0.2})
     with pytest.raises(ConfigError, match=r'apex\.expert_action_noise: not available across'):
         GraphApexTrainer(None, load_run_config(None, path), tmp_path / 'run')

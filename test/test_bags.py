@@ -13,34 +13,34 @@ import threading
 import time
 from pathlib import Path
 
-import rosutil  # noqa: I100 (first: isolates the ROS domain before rclpy.init)
-from rosutil import NodeProcesses, wait_for
-
 import numpy as np
 import pytest
 import rclpy
+import rosutil  # noqa: I100 (first: isolates the ROS domain before rclpy.init)
 import torch
 import yaml
 from conftest import small_apex_config
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
+from rosutil import NodeProcesses, wait_for
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray
 from std_srvs.srv import Trigger
 
-from apex_ros import cli, topics
+from apex_ros import cli
 from apex_ros.bags import metadata as md
 from apex_ros.bags.episodes import joint_columns, load_episodes
 from apex_ros.bags.reader import BagReader
+from apex_ros.bags.relabel import relabel_bags
 from apex_ros.bags.writer import BagError, BagWriter
-from apex_ros.dataset import Dataset
-from apex_ros.export import export_bundle
-from apex_ros.mpc import policy_actor, run_episode
-from apex_ros.net import MLPPolicy
-from apex_ros.relabel import relabel_bags
-from apex_ros.run_config import load_run_config
-from apex_ros.sim import Simulation
+from apex_ros.config.run import load_run_config
+from apex_ros.deploy.export import export_bundle
+from apex_ros.learning.dataset import Dataset
+from apex_ros.learning.student import MLPPolicy
+from apex_ros.ros import protocol as topics
+from apex_ros.sim.episodes import policy_actor, run_episode
+from apex_ros.sim.simulation import Simulation
 
 JOINT_STATE_TYPE = 'sensor_msgs/msg/JointState'
 ARRAY_TYPE = 'std_msgs/msg/Float64MultiArray'
@@ -104,7 +104,7 @@ def record_rollouts(path, task, policy, seeds, full_state=True, joint_states=Tru
 
 @pytest.fixture
 def weak_policy(small):
-    from apex_ros.bundle import PolicyBundle
+    from apex_ros.deploy.bundle import PolicyBundle
     return PolicyBundle(small[2])
 
 
@@ -187,8 +187,10 @@ def test_reads_bags_of_independent_writers(small, weak_policy, tmp_path):
     """mcap + mcap-ros2-support (a bare .mcap, no metadata.yaml) and rosbags' rosbag2 writer:
     the states rebuilt from their bags are the states that were simulated."""
     from mcap_ros2.writer import Writer as McapRos2Writer
-    from rosbags.rosbag2 import StoragePlugin, Writer as RosbagsWriter
+    from rosbags.rosbag2 import StoragePlugin
+    from rosbags.rosbag2 import Writer as RosbagsWriter
     from rosbags.typesys import Stores, get_typestore
+
     from apex_ros.bags.msgdefs import message_definition
     _, task, _ = small
     sim, seeds, expected = Simulation(task), [5, 6], []
@@ -365,7 +367,7 @@ def ros_node():
 
 
 def recorder_cmd():
-    return rosutil.executable('recorder_node', 'apex_ros.nodes.recorder_node')
+    return rosutil.executable('recorder_node', 'apex_ros.ros.nodes.recorder_node')
 
 
 def recording(node, executor, topic):
@@ -424,9 +426,9 @@ def test_recorder_stores_raw_bytes_and_offers_and_survives_a_hard_kill(ros_node,
 
 # --- the loop: executor -> bag -> relabel -> train -> better policy ---------------------------
 def test_record_relabel_train_improves_the_policy(small, tmp_path):
-    from apex_ros.apex import ApexTrainer
-    from apex_ros.bundle import PolicyBundle
-    from apex_ros.nodes.graph_client import GraphClient
+    from apex_ros.deploy.bundle import PolicyBundle
+    from apex_ros.learning.apex import ApexTrainer
+    from apex_ros.ros.nodes.graph_client import GraphClient
     cfg, task, weak = small
     config = small_apex_config(tmp_path, task={'episode_steps': task.episode_steps},
                                apex={'iterations': 1}, train={'steps': 400})
@@ -442,10 +444,10 @@ def test_record_relabel_train_improves_the_policy(small, tmp_path):
                              10)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     try:
-        procs.start(rosutil.executable('sim_node', 'apex_ros.nodes.sim_node'), 'sim',
+        procs.start(rosutil.executable('sim_node', 'apex_ros.ros.nodes.sim_node'), 'sim',
                     log_path=tmp_path / 'sim.log',
                     params={'task': task.name, 'config': str(config), 'mode': 'lockstep'})
-        procs.start(rosutil.executable('policy_executor', 'apex_ros.nodes.policy_executor'),
+        procs.start(rosutil.executable('policy_executor', 'apex_ros.ros.nodes.policy_executor'),
                     'policy_executor', log_path=tmp_path / 'executor.log',
                     params={'trigger': 'state', 'hold': 'zero', 'autostart': False})
         recorder = procs.start(recorder_cmd(), 'recorder', log_path=tmp_path / 'rec.log',

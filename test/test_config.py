@@ -1,16 +1,16 @@
-"""Run configuration files (apex_ros.run_config.load_run_config): errors name file and key."""
+"""Run configuration files (apex_ros.config.run.load_run_config): errors name file and key."""
 import re
 
 import pytest
 import yaml
 
+from apex_ros.config.run import load_run_config
 from apex_ros.errors import ApexError, ConfigError
 from apex_ros.planners import ICEMConfig
 from apex_ros.planners.random_shooting import RandomShootingConfig
 from apex_ros.resources import config_path
-from apex_ros.run_config import load_run_config
+from apex_ros.ros.protocol import FULL_STATE_QOS
 from apex_ros.tasks import TASKS
-from apex_ros.topics import FULL_STATE_QOS
 
 VALID = """\
 task:

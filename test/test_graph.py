@@ -10,18 +10,16 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-
-import rosutil  # noqa: I100 (first: isolates the ROS domain before rclpy.init)
-
 import rclpy  # noqa: E402
+import rosutil  # noqa: I100 (first: isolates the ROS domain before rclpy.init)
+import yaml
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 
-from apex_ros import topics  # noqa: E402
 from apex_ros.bags.reader import BagReader  # noqa: E402
-from apex_ros.bundle import PolicyBundle  # noqa: E402
-from apex_ros.graph import GRAPHS  # noqa: E402
-from apex_ros.launcher import graph_argvs, parse_launch_arguments  # noqa: E402
+from apex_ros.deploy.bundle import PolicyBundle  # noqa: E402
+from apex_ros.ros import protocol as topics  # noqa: E402
+from apex_ros.ros.graph import GRAPHS  # noqa: E402
+from apex_ros.ros.launcher import graph_argvs, parse_launch_arguments  # noqa: E402
 
 TINY = {
     'task': {'name': 'cartpole_swingup', 'episode_steps': 30},
@@ -80,7 +78,7 @@ def tiny_config(tmp_path):
 def test_sim_node_rejects_wrong_size_and_non_finite_commands(node, tmp_path):
     log = tmp_path / 'sim.log'
     procs = rosutil.NodeProcesses()
-    procs.start(rosutil.executable('sim_node', 'apex_ros.nodes.sim_node'), 'sim',
+    procs.start(rosutil.executable('sim_node', 'apex_ros.ros.nodes.sim_node'), 'sim',
                 {'mode': 'lockstep', 'state_republish': 0.2}, log_path=log)
     try:
         states = rosutil.Collector(node, Float64MultiArray, topics.FULL_STATE)
@@ -174,10 +172,12 @@ def test_graph_trains_a_policy_and_the_executor_drives_the_sim(tmp_path):
 @pytest.mark.parametrize('graph', sorted(GRAPHS))
 def test_launch_file_and_runner_build_the_same_argv(graph, tmp_path):
     pytest.importorskip('launch_ros')
-    from launch import LaunchContext, LaunchDescription
+    import importlib.util
+
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.utilities import perform_substitutions
-    import importlib.util
+
+    from launch import LaunchContext, LaunchDescription
     launch_file = Path(__file__).parent.parent / 'launch' / f'{graph}.launch.py'
     spec = importlib.util.spec_from_file_location('launch_file', launch_file)
     module = importlib.util.module_from_spec(spec)

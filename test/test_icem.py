@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from conftest import mpc_actions
 
+from apex_ros.deploy.policy import OnnxPolicy, TorchPolicy, as_policy
 from apex_ros.errors import ApexError, ConfigError
-from apex_ros.mpc import run_mpc
 from apex_ros.planners import ICEMConfig, make_planner, planner_config
 from apex_ros.planners.costs import adaptive_lambdas, total_cost
-from apex_ros.policy import OnnxPolicy, TorchPolicy, as_policy
-from apex_ros.sim import Simulation
+from apex_ros.sim.episodes import run_mpc
+from apex_ros.sim.simulation import Simulation
 from apex_ros.tasks.cartpole import CartpoleSwingup
 
 SMALL = {'horizon': 12, 'budget': 60}

@@ -1,8 +1,8 @@
-"""apex_ros.noise.colored_noise: power-law spectrum, normalization, reproducibility."""
+"""apex_ros.planners.noise.colored_noise: power-law spectrum, normalization, reproducibility."""
 import numpy as np
 import pytest
 
-from apex_ros.noise import colored_noise
+from apex_ros.planners.noise import colored_noise
 
 T = 1024
 N_SEQ = 1000

@@ -10,29 +10,28 @@ import math
 import subprocess
 import sys
 
-import rosutil  # noqa: I100 (first: isolates the ROS domain before rclpy.init)
-from rosutil import Collector, LogCollector, NodeProcesses, call, wait_for
-
 import numpy as np
 import pytest
 import rclpy
+import rosutil  # noqa: I100 (first: isolates the ROS domain before rclpy.init)
 import torch
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
+from rosutil import Collector, LogCollector, NodeProcesses, call, wait_for
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool
 
-from apex_ros import topics
-from apex_ros.bundle import PolicyBundle
-from apex_ros.export import export_bundle
-from apex_ros.joint_obs import JointObservation
-from apex_ros.net import MLPPolicy
-from apex_ros.nodes import qos
-from apex_ros.nodes.policy_executor import PolicyExecutor
+from apex_ros.deploy.bundle import PolicyBundle
+from apex_ros.deploy.export import export_bundle
+from apex_ros.deploy.observation import JointObservation
+from apex_ros.learning.student import MLPPolicy
+from apex_ros.ros import protocol as topics
+from apex_ros.ros import qos
+from apex_ros.ros.nodes.policy_executor import PolicyExecutor
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 NAMES = ['slider', 'hinge']
@@ -296,7 +295,7 @@ HEAVY = ('torch', 'mujoco')
 CLEAN_PROBE = f"""
 import json, sys
 import rclpy
-from apex_ros.nodes.policy_executor import PolicyExecutor, SUCCESS
+from apex_ros.ros.nodes.policy_executor import PolicyExecutor, SUCCESS
 from rclpy.parameter import Parameter
 rclpy.init()
 node = PolicyExecutor(parameter_overrides=[Parameter('bundle', value=sys.argv[1])])
@@ -314,7 +313,7 @@ def test_subprocess_is_light_and_sends_hold_on_sigterm(rig, bundles, tmp_path):
     procs, log = NodeProcesses(), tmp_path / 'executor.log'
     try:
         proc = procs.start(rosutil.executable('policy_executor',
-                                              'apex_ros.nodes.policy_executor'),
+                                              'apex_ros.ros.nodes.policy_executor'),
                            rig.name, log_path=log, params={
                                'bundle': bundles['gain'], 'trigger': 'state',
                                'executor': 'events', 'autostart': True})

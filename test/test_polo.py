@@ -9,15 +9,21 @@ import numpy as np
 import pytest
 from conftest import mpc_actions
 
-from apex_ros.bundle import BundleError
+from apex_ros.deploy.bundle import BundleError
 from apex_ros.errors import ConfigError
-from apex_ros.mpc import run_mpc
+from apex_ros.learning.value import (
+    FORMAT,
+    TerminalValue,
+    ValueBundle,
+    ValueConfig,
+    ValueEnsemble,
+    aggregate,
+)
 from apex_ros.planners import make_planner, planner_config
 from apex_ros.planners.mppi import mppi_weights
-from apex_ros.rollout import OpenLoopRollouts
-from apex_ros.sim import Simulation
-from apex_ros.value import (FORMAT, TerminalValue, ValueBundle, ValueConfig, ValueEnsemble,
-                            aggregate)
+from apex_ros.sim.episodes import run_mpc
+from apex_ros.sim.rollout import OpenLoopRollouts
+from apex_ros.sim.simulation import Simulation
 
 SMALL = {'horizon': 10, 'budget': 30}
 
@@ -225,7 +231,7 @@ def test_onnx_bundle_runs_with_onnxruntime_and_numpy_only(cartpole, tmp_path):
         session = ort.InferenceSession({str(path)!r}, providers=['CPUExecutionProvider'])
         raw = session.run(None, {{'obs': obs}})[0]
         meta = json.loads(session.get_modelmeta().custom_metadata_map['apex_ros'])
-        from apex_ros.value import ValueBundle
+        from apex_ros.learning.value import ValueBundle
         ours = ValueBundle({str(path)!r})(obs)
         print(json.dumps({{'raw': raw.tolist(), 'ours': ours.tolist(), 'K': meta['members'],
                           'mujoco': 'mujoco' in sys.modules}}))
@@ -273,7 +279,7 @@ def test_icem_missing_value_model_names_the_key(tmp_path):
 
 
 def test_run_polo_trains_and_exports(cartpole, tmp_path):
-    from apex_ros.polo import run_polo
+    from apex_ros.learning.polo import run_polo
     from apex_ros.tasks import make_task
     task = make_task('cartpole_swingup', episode_steps=24)
     value_cfg = ValueConfig(target_steps=4, update_every=8, gradient_steps=5, hidden=[16])
@@ -286,7 +292,7 @@ def test_run_polo_trains_and_exports(cartpole, tmp_path):
 
 
 def test_run_polo_needs_targets_within_the_horizon(cartpole):
-    from apex_ros.polo import run_polo
+    from apex_ros.learning.polo import run_polo
     with pytest.raises(ConfigError, match='value.target_steps'):
         run_polo(cartpole, {'horizon': 5, 'budget': 8}, ValueConfig(target_steps=6), steps=1)
 

@@ -1,13 +1,13 @@
-"""Batched rollouts (apex_ros.rollout) against plain mj_step loops on the real models."""
+"""Batched rollouts (apex_ros.sim.rollout) against plain mj_step loops on the real models."""
 import mujoco
 import numpy as np
 import pytest
 
-from apex_ros.mpc import policy_actor, run_episode
 from apex_ros.planners import make_planner
-from apex_ros.rollout import OpenLoopRollouts, closed_loop_rollout, rollout_ok
-from apex_ros.sim import Simulation
-from apex_ros.tasks.base import get_state, set_state
+from apex_ros.sim.episodes import policy_actor, run_episode
+from apex_ros.sim.rollout import OpenLoopRollouts, closed_loop_rollout, rollout_ok
+from apex_ros.sim.simulation import Simulation
+from apex_ros.sim.state import get_state, set_state
 
 
 def advanced_sim(task, seed, steps=4):

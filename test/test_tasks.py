@@ -9,9 +9,10 @@ import pytest
 
 from apex_ros.errors import ApexError, ConfigError
 from apex_ros.planners.costs import main_cost
-from apex_ros.sim import Simulation
+from apex_ros.sim.models import load_model
+from apex_ros.sim.observation import Observation
+from apex_ros.sim.simulation import Simulation
 from apex_ros.tasks import TASKS, make_task, task_class
-from apex_ros.tasks.base import Observation, load_model
 
 GYM_ASSETS = (Path(importlib.util.find_spec('gymnasium').origin).parent
               / 'envs' / 'mujoco' / 'assets')

@@ -4,9 +4,9 @@
   reader    BagReader: ours, `ros2 bag record`'s or any ros2-profile MCAP; tolerant of
             killed recordings and damage, says where it stopped
   episodes  load_episodes: MuJoCo states per episode from the full-state topic or by joint
-            name from /joint_states, for relabeling (apex_ros.relabel)
+            name from /joint_states, for relabeling (apex_ros.bags.relabel)
   metadata  QoS profiles and metadata.yaml; msgdefs: message definitions and type hashes
-The recorder node (apex_ros.nodes.recorder_node) is the thin rclpy adapter around BagWriter.
+The recorder node (apex_ros.ros.nodes.recorder_node) is the thin rclpy adapter around BagWriter.
 """
 from .reader import BagMessage, BagReader
 from .writer import BagError, BagWriter

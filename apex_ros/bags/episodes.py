@@ -1,6 +1,6 @@
 """Episodes of MuJoCo states rebuilt from a bag, ready to be relabeled by the expert.
 
-From the full-state topic (simulation; apex_ros.topics.FULL_STATE): every message carries
+From the full-state topic (simulation; apex_ros.ros.protocol.FULL_STATE): every message carries
 (episode, step, state, warmstart). An episode is the run of one episode id; states are
 taken in file order, a repeated (episode, step) (the simulation re-sends an unanswered
 state) is kept once, a step that is missing ends the episode there (reported), and the
@@ -21,7 +21,7 @@ import dataclasses
 import mujoco
 import numpy as np
 
-from .. import topics
+from ..ros import protocol as topics
 from .reader import BagReader
 from .writer import BagError
 
@@ -38,7 +38,7 @@ class RecordedEpisode:
 
 def joint_columns(model) -> dict:
     """{joint name: (qpos column, qvel column)} of the 1-dof joints in the state vector."""
-    from ..tasks.base import StateLayout
+    from ..sim.state import StateLayout
     layout = StateLayout.of(model)
     return {model.joint(j).name: (layout.qpos.start + model.jnt_qposadr[j],
                                   layout.qvel.start + model.jnt_dofadr[j])

@@ -12,7 +12,7 @@ import os
 import yaml
 
 from ..errors import ApexError
-from ..util import atomic_write_text
+from ..files import atomic_write_text
 
 VERSION = 9
 METADATA_FILE = 'metadata.yaml'

@@ -1,7 +1,7 @@
 """Planner registry: every planner shares the Planner interface (planners/base.py)."""
 from ..config import from_dict
 from ..errors import ApexError
-from ..rollout import OpenLoopRollouts
+from ..sim.rollout import OpenLoopRollouts
 from .base import Planner, PlanResult
 from .cem_gd import CEMGD
 from .icem import ICEM, ICEMConfig

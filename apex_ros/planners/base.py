@@ -5,8 +5,8 @@ import dataclasses
 
 import numpy as np
 
-from ..policy import as_policy
-from ..value import as_terminal_value
+from ..deploy.policy import as_policy
+from ..learning.value import as_terminal_value
 
 
 @dataclasses.dataclass

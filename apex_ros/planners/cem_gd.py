@@ -46,11 +46,11 @@ import mujoco
 import numpy as np
 
 from ..config import require
-from ..noise import colored_noise
-from ..rollout import closed_loop_rollout
-from ..tasks.base import STATE_SPEC, set_state
+from ..sim.rollout import closed_loop_rollout
+from ..sim.state import STATE_SPEC, set_state
 from .base import Planner, PlanResult
 from .costs import adaptive_lambdas, aux_costs, main_cost, total_cost
+from .noise import colored_noise
 
 
 @dataclasses.dataclass

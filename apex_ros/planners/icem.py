@@ -25,10 +25,10 @@ import numpy as np
 
 from ..config import require
 from ..errors import ConfigError
-from ..noise import colored_noise
-from ..rollout import closed_loop_rollout
+from ..sim.rollout import closed_loop_rollout
 from .base import Planner, PlanResult
 from .costs import adaptive_lambdas, aux_costs, main_cost, total_cost
+from .noise import colored_noise
 
 
 @dataclasses.dataclass

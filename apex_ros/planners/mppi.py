@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ..config import require
-from ..noise import colored_noise
 from .base import Planner, PlanResult
 from .costs import adaptive_lambdas, aux_costs
+from .noise import colored_noise
 
 
 @dataclasses.dataclass
@@ -153,7 +153,7 @@ class POLOConfig(MPPIConfig):
 
 class POLO(MPPI):
     """MPPI whose terminal reward is a POLO value ensemble: loaded from `value_model`, or set
-    by the POLO training loop (apex_ros.polo) with `set_terminal_value`."""
+    by the POLO training loop (apex_ros.learning.polo) with `set_terminal_value`."""
     name = 'polo'
     Config = POLOConfig
 

@@ -8,7 +8,8 @@ import dataclasses
 import mujoco
 import numpy as np
 
-from .base import Task, joint_terms
+from ..sim.observation import joint_terms
+from .base import Task
 
 
 class HalfCheetahRun(Task):

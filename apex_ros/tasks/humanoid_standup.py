@@ -9,7 +9,8 @@ import dataclasses
 
 import numpy as np
 
-from .base import Task, joint_terms
+from ..sim.observation import joint_terms
+from .base import Task
 
 
 class HumanoidStandup(Task):

@@ -1,0 +1,148 @@
+"""Benchmarks (never timed unit tests): measured numbers written as JSON."""
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+from ..errors import ApexError
+from ..files import atomic_write_text
+from ..planners import make_planner
+from ..sim.episodes import run_mpc
+
+
+def environment() -> dict:
+    return {'mujoco_version': mujoco.__version__, 'numpy_version': np.__version__,
+            'python': platform.python_version(), 'machine': platform.machine(),
+            'cpu_count': os.cpu_count(), 'command': ' '.join(sys.argv),
+            'date': time.strftime('%Y-%m-%dT%H:%M:%S%z')}
+
+
+def bench_planner(run_cfg, threads: int, steps: int, seed: int = 0,
+                  progress: bool = True) -> dict:
+    """Run MPC for `steps` control steps; time every plan() and the physics inside it."""
+    planner_cfg = run_cfg.planner
+    task = run_cfg.make_task()
+    planner = make_planner(task, run_cfg.planner_name, planner_cfg, threads=threads, seed=seed)
+    label = f'bench {task.name} budget={getattr(planner_cfg, "budget", "?")} threads={threads}'
+    ep = run_mpc(task, planner, seed=seed, steps=steps, progress=label if progress else None)
+    planner.rollouts.close()
+    plan_ms = ep.plan_seconds * 1e3
+    sim_ms = ep.sim_seconds * 1e3
+    result = {
+        'task': task.name, 'planner': run_cfg.planner_name,
+        'budget': getattr(planner_cfg, 'budget', None),
+        'samples_per_step': planner.samples_per_step,
+        'threads': threads, 'steps': steps, 'seed': seed,
+        'plan_ms_median': float(np.median(plan_ms)),
+        'plan_ms_p95': float(np.percentile(plan_ms, 95)),
+        'sim_ms_median': float(np.median(sim_ms)),
+        'overhead_ratio': float(np.median(plan_ms) / np.median(sim_ms)),
+        'planning_hz': float(1e3 / np.median(plan_ms)),
+        'return': ep.ret,
+        'success': ep.success,
+    }
+    result.update(environment())
+    return result
+
+
+def write_json(path, data: dict):
+    path = Path(path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + '\n')
+
+
+def bench_apex(run_cfg, workdir=None, progress: bool = True) -> dict:
+    """Run APEX iterations in `workdir` (a temp dir by default); time each phase."""
+    import tempfile
+
+    from ..learning.apex import ApexTrainer
+    with tempfile.TemporaryDirectory(prefix='apex-bench-') as tmp:
+        trainer = ApexTrainer(run_cfg, workdir or tmp, progress=progress)
+        t0 = time.perf_counter()
+        trainer.run()
+        total = time.perf_counter() - t0
+        metrics = trainer.metrics
+    n = len(metrics)
+
+    def mean_of(*keys):
+        return float(np.mean([sum(m.get(k, 0.0) for k in keys) for m in metrics]))
+    result = {
+        'task': run_cfg.task.name, 'budget': getattr(run_cfg.planner, 'budget', None),
+        'threads': run_cfg.rollout.threads, 'iterations': n,
+        'seconds_per_iteration': total / n,
+        'expert_seconds': mean_of('expert_seconds'),
+        'dagger_seconds': mean_of('dagger_seconds'),
+        'training_seconds': mean_of('train_expert_seconds', 'train_dagger_seconds'),
+        'expert_return': [m['expert_return'] for m in metrics],
+        'policy_return': [m['policy_return'] for m in metrics],
+    }
+    result.update(environment())
+    return result
+
+
+PHASE_KEYS = ('expert_seconds', 'train_expert_seconds', 'dagger_seconds',
+              'train_dagger_seconds')
+
+
+def _iteration_seconds(metrics: list) -> float:
+    return float(np.mean([sum(m[k] for k in PHASE_KEYS) for m in metrics]))
+
+
+def bench_graph(task: str, config: str | None, iterations: int, workdir: str,
+                progress: bool = True) -> dict:
+    """APEX iterations through the ROS graph (lockstep) vs the same iterations in-process.
+
+    Compares the summed phase times (expert, training, DAgger, training) recorded in each
+    run's metrics, so node start-up and evaluation are outside both figures."""
+    from ..config.run import load_run_config
+    from ..learning.apex import ApexTrainer
+    from ..ros.launcher import Launcher, graph_argvs, parse_launch_arguments
+    work = Path(workdir)
+    cfg = load_run_config(task, config, {'apex': {'iterations': iterations}})
+    offline = ApexTrainer(cfg, work / 'in_process', progress=progress)
+    offline.run()
+    values = parse_launch_arguments('sim_apex', [
+        f'task:={task}', f'config:={config or "default"}', f'out_dir:={work / "graph"}',
+        f'iterations:={iterations}'])
+    with open(work / 'graph.log', 'w') as log:
+        status = Launcher(graph_argvs('sim_apex', values), out=log).run()
+    if status != 0:
+        raise ApexError(f'the sim_apex graph failed (status {status}); see {work / "graph.log"}')
+    graph_metrics = [json.loads(line) for line in
+                     (work / 'graph' / 'metrics.jsonl').read_text().splitlines()]
+    in_process, graph = _iteration_seconds(offline.metrics), _iteration_seconds(graph_metrics)
+    result = {'task': task, 'iterations': iterations,
+              'in_process_seconds_per_iteration': in_process,
+              'graph_seconds_per_iteration': graph, 'ratio': graph / in_process,
+              'in_process_phases': {k: float(np.mean([m[k] for m in offline.metrics]))
+                                    for k in PHASE_KEYS},
+              'graph_phases': {k: float(np.mean([m[k] for m in graph_metrics]))
+                               for k in PHASE_KEYS}}
+    result.update(environment())
+    return result
+
+
+def bench_inference(bundle_path, calls: int = 20000) -> dict:
+    """Batch-1 latency of a policy bundle through onnxruntime on one thread."""
+    from ..deploy.bundle import PolicyBundle
+    bundle = PolicyBundle(bundle_path, threads=1)
+    rng = np.random.default_rng(0)
+    obs = rng.standard_normal((calls, 1, bundle.obs_dim)).astype(np.float32)
+    for i in range(min(1000, calls)):  # warm-up
+        bundle(obs[i])
+    times = np.empty(calls)
+    for i in range(calls):
+        t0 = time.perf_counter_ns()
+        bundle(obs[i])
+        times[i] = time.perf_counter_ns() - t0
+    us = times / 1e3
+    result = {'bundle': str(bundle_path), 'obs_dim': bundle.obs_dim, 'act_dim': bundle.act_dim,
+              'calls': calls, 'threads': 1, 'p50_us': float(np.percentile(us, 50)),
+              'p99_us': float(np.percentile(us, 99)), 'max_us': float(us.max()),
+              'mean_us': float(us.mean())}
+    result.update(environment())
+    return result

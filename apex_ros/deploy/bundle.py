@@ -1,0 +1,138 @@
+"""Policy bundles: one ONNX file whose metadata describes everything needed to run it.
+
+Loading needs only numpy and onnxruntime (this module imports nothing else of ours that
+pulls in torch or mujoco), so the robot-side executor can use it. The metadata, stored as
+JSON under the ONNX metadata key `apex_ros`, holds:
+  format, format_version, package_version, task, apex_iteration, created,
+  obs:     {terms: ['qpos:slider', 'cos:hinge', ...], dim, normalization: 'folded',
+            mean, std}          (normalization is part of the graph; mean/std for reference)
+  action:  {joints: [...actuated joint names, command order...], dim, low, high}
+  control: {rate_hz, frame_skip}
+"""
+import json
+
+import numpy as np
+
+from ..errors import ApexError
+
+FORMAT = 'apex_ros.policy_bundle'
+FORMAT_VERSION = 1
+METADATA_KEY = 'apex_ros'
+
+
+class BundleError(ApexError):
+    """A bundle that cannot be loaded, or does not fit the task/robot; says what differs."""
+
+
+def signature_differences(meta: dict, expected: dict) -> list[str]:
+    """What differs between a bundle's metadata and the expected task signature."""
+    diffs = []
+    if meta['task'] != expected['task']:
+        diffs.append(f'task: bundle {meta["task"]!r}, expected {expected["task"]!r}')
+    if list(meta['obs']['terms']) != list(expected['obs']['terms']):
+        diffs.append(f'observation terms: bundle {meta["obs"]["terms"]}, '
+                     f'expected {expected["obs"]["terms"]}')
+    if list(meta['action']['joints']) != list(expected['action']['joints']):
+        diffs.append(f'actuated joints: bundle {meta["action"]["joints"]}, '
+                     f'expected {expected["action"]["joints"]}')
+    for key in ('low', 'high'):
+        a, b = np.asarray(meta['action'][key]), np.asarray(expected['action'][key])
+        if a.shape != b.shape or not np.allclose(a, b):
+            diffs.append(f'action {key}: bundle {a.tolist()}, expected {b.tolist()}')
+    ra, rb = meta['control']['rate_hz'], expected['control']['rate_hz']
+    if not np.isclose(ra, rb):
+        diffs.append(f'control rate: bundle {ra} Hz, expected {rb} Hz')
+    return diffs
+
+
+class PolicyBundle:
+    """A loaded bundle: `bundle(obs (B, obs_dim)) -> actions (B, act_dim)` (not clamped)."""
+
+    def __init__(self, path, threads: int = 1):
+        """`path`: an .onnx file, or the bundle's bytes (then shown as '<memory>')."""
+        import onnxruntime as ort
+        source = path
+        self.path = '<memory>' if isinstance(path, bytes) else str(path)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(source if isinstance(source, bytes) else self.path,
+                                                opts, providers=['CPUExecutionProvider'])
+        except Exception as e:  # onnxruntime raises several exception types for bad files
+            raise BundleError(f'{self.path}: cannot load ONNX model: {e}') from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in props:
+            raise BundleError(f'{self.path}: not an apex_ros policy bundle '
+                              f'(no {METADATA_KEY!r} metadata)')
+        try:
+            self.meta = json.loads(props[METADATA_KEY])
+        except json.JSONDecodeError as e:
+            raise BundleError(f'{self.path}: bundle metadata is not valid JSON: {e}') from None
+        self._validate_schema()
+        self._input = self.session.get_inputs()[0].name
+        self.obs_dim = int(self.meta['obs']['dim'])
+        self.act_dim = int(self.meta['action']['dim'])
+        self.action_low = np.asarray(self.meta['action']['low'], dtype=np.float64)
+        self.action_high = np.asarray(self.meta['action']['high'], dtype=np.float64)
+
+    def _validate_schema(self):
+        m = self.meta
+        if m.get('format') != FORMAT:
+            raise BundleError(f'{self.path}: metadata format {m.get("format")!r}, '
+                              f'expected {FORMAT!r}')
+        if m.get('format_version') != FORMAT_VERSION:
+            raise BundleError(f'{self.path}: bundle format version {m.get("format_version")}, '
+                              f'this apex_ros reads version {FORMAT_VERSION}')
+        try:
+            terms, dim = m['obs']['terms'], m['obs']['dim']
+            joints, adim = m['action']['joints'], m['action']['dim']
+            low, high = m['action']['low'], m['action']['high']
+            m['control']['rate_hz'], m['task']
+        except (KeyError, TypeError) as e:
+            raise BundleError(f'{self.path}: bundle metadata lacks field {e}') from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        problems = []
+        if len(terms) != dim:
+            problems.append(f'obs.dim {dim} but {len(terms)} obs.terms')
+        if not (len(joints) == len(low) == len(high) == adim):
+            problems.append(f'action.dim {adim} vs {len(joints)} joints, {len(low)} low, '
+                            f'{len(high)} high')
+        if inputs[0].shape[-1] != dim:
+            problems.append(f'graph input size {inputs[0].shape[-1]} != obs.dim {dim}')
+        if outputs[0].shape[-1] != adim:
+            problems.append(f'graph output size {outputs[0].shape[-1]} != action.dim {adim}')
+        if problems:
+            raise BundleError(f'{self.path}: inconsistent bundle: ' + '; '.join(problems))
+
+    def __call__(self, obs) -> np.ndarray:
+        x = np.asarray(obs, dtype=np.float32)
+        return self.session.run(None, {self._input: x})[0].astype(np.float64)
+
+    def act(self, obs_row) -> np.ndarray:
+        """One observation -> one action clamped to the bundle's limits."""
+        a = self(np.asarray(obs_row, dtype=np.float32)[None])[0]
+        return np.clip(a, self.action_low, self.action_high)
+
+    @property
+    def task(self) -> str:
+        return self.meta['task']
+
+    @property
+    def obs_terms(self) -> list:
+        return list(self.meta['obs']['terms'])
+
+    @property
+    def joints(self) -> list:
+        return list(self.meta['action']['joints'])
+
+    def required_joints(self) -> list:
+        """Every joint the policy reads (observation) or commands (action), in first-use order."""
+        names = [t.split(':', 1)[1].split('[', 1)[0] for t in self.obs_terms] + self.joints
+        return list(dict.fromkeys(names))
+
+    def check_signature(self, expected: dict):
+        """Raise BundleError listing every difference from `expected` (a task signature)."""
+        diffs = signature_differences(self.meta, expected)
+        if diffs:
+            raise BundleError(f'{self.path} does not fit {expected["task"]}: ' + '; '.join(diffs))

@@ -1,0 +1,206 @@
+"""The trainer's handle on the running graph: services and topics of the sim, planner and
+executor nodes, callable from a worker thread while the node spins in another.
+
+Exactly one node drives the command topic at a time; every switch is an explicit call here:
+planner via ~/set_active, executor via its lifecycle (activate/deactivate).
+"""
+import itertools
+import threading
+import time
+
+import numpy as np
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+from rcl_interfaces.srv import SetParameters
+from std_msgs.msg import Float64, Float64MultiArray, String
+from std_srvs.srv import SetBool, Trigger
+
+from ...errors import ApexError
+from .. import protocol as topics
+from .. import qos
+
+
+class GraphError(ApexError):
+    pass
+
+
+class EpisodeRecorder:
+    """Collects the FULL_STATE and DEMONSTRATIONS messages of one episode. Armed before the
+    simulation is reset, it keeps messages of any episode id from `first_episode` on (the
+    reset state is published before the reset call returns the new id)."""
+
+    def __init__(self, nstate, obs_dim):
+        self.nstate, self.obs_dim = nstate, obs_dim
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.arm(1 << 30)
+
+    def arm(self, first_episode):
+        with self.lock:
+            self.first_episode, self.states, self.demos, self.ret = first_episode, {}, {}, None
+            self.done.clear()
+
+    def on_state(self, msg):
+        episode, step, state, ws = topics.unpack_full_state(msg.data, self.nstate)
+        with self.lock:
+            if episode >= self.first_episode:
+                self.states[step] = (np.array(state), np.array(ws))
+
+    def on_demo(self, msg):
+        data = msg.data
+        episode, step = int(data[0]), int(data[1])
+        with self.lock:
+            if episode >= self.first_episode:
+                self.demos[step] = (np.array(data[2:2 + self.obs_dim]),
+                                    np.array(data[2 + self.obs_dim:]))
+
+    def on_return(self, msg):
+        with self.lock:
+            if self.first_episode < (1 << 30):
+                self.ret = msg.data
+                self.done.set()
+
+
+class GraphClient:
+    def __init__(self, node, task, sim='sim', planner='planner', executor='policy_executor',
+                 recorder='recorder', timeout=300.0):
+        self.node, self.task, self.timeout = node, task, timeout
+        self.recorder = EpisodeRecorder(task.layout.size, task.obs_dim)
+        self.last_episode = -1
+        cb = node.create_client
+        self.reset_client = cb(Trigger, f'/{sim}/reset')
+        self.planner_active = cb(SetBool, f'/{planner}/set_active')
+        self.planner_params = cb(SetParameters, f'/{planner}/set_parameters')
+        self.executor_change = cb(ChangeState, f'/{executor}/change_state')
+        self.executor_state = cb(GetState, f'/{executor}/get_state')
+        self.executor_params = cb(SetParameters, f'/{executor}/set_parameters')
+        self.recorder_resume = cb(Trigger, f'/{recorder}/resume')
+        self.recorder_pause = cb(Trigger, f'/{recorder}/pause')
+        sub = node.create_subscription
+        sub(Float64MultiArray, topics.FULL_STATE, self.recorder.on_state, qos.FULL_STATE)
+        sub(Float64MultiArray, topics.DEMONSTRATIONS, self.recorder.on_demo, qos.EVENT)
+        sub(Float64, topics.EPISODE_RETURN, self.recorder.on_return, qos.EVENT)
+        sub(Float64MultiArray, topics.RELABEL_RESULT, self._on_relabel_result, qos.EVENT)
+        self.pub_relabel = node.create_publisher(Float64MultiArray, topics.RELABEL_REQUEST,
+                                                 qos.EVENT)
+        self.pub_bundle = node.create_publisher(String, topics.POLICY_BUNDLE, qos.BUNDLE)
+        self._relabel_ids = itertools.count(1)
+        self._relabel_results, self._relabel_event = {}, threading.Event()
+
+    # --- plumbing ---------------------------------------------------------------------------
+    def call(self, client, request, what):
+        if not client.wait_for_service(timeout_sec=self.timeout):
+            raise GraphError(f'{what}: service {client.srv_name} not available')
+        done = threading.Event()
+        future = client.call_async(request)
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(self.timeout):
+            raise GraphError(f'{what}: no answer from {client.srv_name}')
+        return future.result()
+
+    def wait_ready(self):
+        """Block until every node of the graph is up and matched."""
+        for client in (self.reset_client, self.planner_active, self.executor_change):
+            if not client.wait_for_service(timeout_sec=self.timeout):
+                raise GraphError(f'service {client.srv_name} did not appear')
+        deadline = time.monotonic() + self.timeout
+        while self.pub_relabel.get_subscription_count() < 1:
+            if time.monotonic() > deadline:
+                raise GraphError(f'no planner subscribed to {topics.RELABEL_REQUEST}')
+            time.sleep(0.01)
+
+    def _set_param(self, client, name, value: str, what):
+        req = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
+            type=ParameterType.PARAMETER_STRING, string_value=value))])
+        result = self.call(client, req, what).results[0]
+        if not result.successful:
+            raise GraphError(f'{what}: {result.reason}')
+
+    # --- drivers ----------------------------------------------------------------------------
+    def set_planner_active(self, active: bool):
+        self.call(self.planner_active, SetBool.Request(data=active), 'planner set_active')
+
+    def set_planner_policy(self, path: str):
+        self._set_param(self.planner_params, 'policy', path, 'planner policy')
+
+    def announce_bundle(self, path: str):
+        self.pub_bundle.publish(String(data=path))
+
+    def executor_lifecycle_state(self) -> str:
+        answer = self.call(self.executor_state, GetState.Request(), 'executor state')
+        return answer.current_state.label
+
+    def executor_transition(self, transition_id, what):
+        res = self.call(self.executor_change, ChangeState.Request(
+            transition=Transition(id=transition_id)), what)
+        if not res.success:
+            raise GraphError(f'executor {what} failed (see the executor log)')
+
+    def executor_drive(self, bundle_path: str):
+        """(Re)configure the executor with `bundle_path` and activate it."""
+        state = self.executor_lifecycle_state()
+        if state == 'active':
+            self.executor_transition(Transition.TRANSITION_DEACTIVATE, 'deactivate')
+            state = 'inactive'
+        if state == 'inactive':
+            self.executor_transition(Transition.TRANSITION_CLEANUP, 'cleanup')
+        self._set_param(self.executor_params, 'bundle', bundle_path, 'executor bundle')
+        self.executor_transition(Transition.TRANSITION_CONFIGURE, 'configure')
+        self.executor_transition(Transition.TRANSITION_ACTIVATE, 'activate')
+
+    def set_recording(self, on: bool):
+        """Resume/pause the recorder, if the graph has one (record:=DIR)."""
+        client = self.recorder_resume if on else self.recorder_pause
+        if client.service_is_ready():
+            self.call(client, Trigger.Request(), 'recorder ' + ('resume' if on else 'pause'))
+
+    def executor_stop(self):
+        if self.executor_lifecycle_state() == 'active':
+            self.executor_transition(Transition.TRANSITION_DEACTIVATE, 'deactivate')
+
+    # --- episodes ---------------------------------------------------------------------------
+    def run_episode(self, demos: bool = False):
+        """Reset the simulation and record the episode driven by whoever is active; with
+        `demos`, also wait for the planner's demonstration of every step.
+        -> (states (T+1, nstate), warmstarts (T+1, nv), demos {step: (obs, action)}, return)"""
+        steps = self.task.episode_steps
+        rec = self.recorder
+        rec.arm(self.last_episode + 1)
+        res = self.call(self.reset_client, Trigger.Request(), 'sim reset')
+        self.last_episode = int(res.message.split()[1])
+        deadline = time.monotonic() + self.timeout
+        while True:
+            if rec.done.wait(0.05):
+                with rec.lock:
+                    complete = (len(rec.states) >= steps + 1
+                                and (not demos or len(rec.demos) >= steps))
+                if complete:
+                    break
+            if time.monotonic() > deadline:
+                raise GraphError(f'episode {self.last_episode} did not finish within '
+                                 f'{self.timeout} s ({len(rec.states)} states received)')
+        with rec.lock:
+            ordered = [rec.states[t] for t in range(steps + 1)]
+            demo_steps, ret = dict(rec.demos), rec.ret
+        rec.arm(1 << 30)
+        states = np.array([s for s, _ in ordered])
+        warmstarts = np.array([w for _, w in ordered])
+        return states, warmstarts, demo_steps, ret
+
+    def relabel(self, states, warmstarts, seed):
+        request_id = next(self._relabel_ids)
+        self._relabel_event.clear()
+        self.pub_relabel.publish(Float64MultiArray(
+            data=topics.pack_relabel_request(request_id, seed, states, warmstarts)))
+        deadline = time.monotonic() + self.timeout + len(states)
+        while request_id not in self._relabel_results:
+            if time.monotonic() > deadline:
+                raise GraphError(f'relabel request {request_id} got no answer')
+            self._relabel_event.wait(0.1)
+        return self._relabel_results.pop(request_id)
+
+    def _on_relabel_result(self, msg):
+        request_id, n = int(msg.data[0]), int(msg.data[1])
+        self._relabel_results[request_id] = np.asarray(msg.data[2:]).reshape(n, -1)
+        self._relabel_event.set()

@@ -1,0 +1,172 @@
+"""iCEM_pi planner node: the expert, planning on its own MuJoCo replica.
+
+State in: the full physics state (simulation, apex_ros.ros.protocol.FULL_STATE) or /joint_states
+(joint-space tasks on a robot: positions/velocities by joint name, the rest of the state at
+its defaults). When active (~/set_active, std_srvs/SetBool) it publishes a command for each
+new state; it always publishes its (observation, action) demonstrations when it plans.
+The policy that guides it (warm start, policy samples, guidance cost) is the bundle named
+by the `policy` parameter, settable at runtime (validated before use), or announced on
+/apex/policy_bundle. Relabeling (DAgger): a request on /apex/relabel_request gets the expert
+actions for its states on /apex/relabel_result, one planner carried along the sequence.
+"""
+import os
+import sys
+
+import numpy as np
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray, String
+from std_srvs.srv import SetBool
+
+from ...config.run import load_run_config
+from ...deploy.bundle import BundleError, PolicyBundle
+from ...deploy.export import task_signature
+from .. import protocol as topics
+from .. import qos
+from .common import spin
+from .sim_node import ONE_DOF
+
+
+class PlannerNode(Node):
+    def __init__(self):
+        super().__init__('planner')
+        p = self.declare_parameter
+        task_name = p('task', 'cartpole_swingup').value
+        config = p('config', 'default').value
+        planner_name = p('planner', '').value
+        threads = p('threads', 0).value
+        self.seed = p('seed', 0).value
+        controller = p('controller', topics.DEFAULT_CONTROLLER).value
+        self.active = p('active', False).value
+        source = p('state_source', 'full_state').value
+        self.guided = p('guided', True).value
+        p('policy', '')
+        self.policy_source = None
+        if source not in ('full_state', 'joint_states'):
+            raise ValueError("parameter state_source: 'full_state' or 'joint_states', "
+                             f'got {source!r}')
+
+        self.cfg = load_run_config(task_name, None if config in ('', 'default') else config,
+                                   planner=planner_name or None)
+        self.task = self.cfg.make_task()
+        self.planner = self.cfg.make_planner(self.task, threads=threads or None, seed=self.seed)
+        self.signature = task_signature(self.task)
+        self.nstate, self.nv = self.task.layout.size, self.task.model.nv
+        m, layout = self.task.model, self.task.layout
+        self.default_state = np.zeros(self.nstate)
+        self.default_state[layout.qpos] = m.qpos0
+        self.joint_columns = {   # joint name -> (qpos column, qvel column) in the state
+            name: (layout.qpos.start + m.jnt_qposadr[j], layout.qvel.start + m.jnt_dofadr[j])
+            for j, name in ((j, m.joint(j).name) for j in range(m.njnt))
+            if int(m.jnt_type[j]) in ONE_DOF}
+        self.answered = None     # (episode, step) last planned for: answer each state once
+        self.episode = None
+
+        self.pub_command = self.create_publisher(
+            Float64MultiArray, topics.command_topic(controller), qos.COMMAND)
+        self.pub_demo = self.create_publisher(Float64MultiArray, topics.DEMONSTRATIONS, qos.EVENT)
+        self.pub_relabel = self.create_publisher(Float64MultiArray, topics.RELABEL_RESULT,
+                                                 qos.EVENT)
+        if source == 'full_state':
+            self.create_subscription(Float64MultiArray, topics.FULL_STATE, self.on_full_state,
+                                     qos.STATE)
+        else:
+            self.create_subscription(JointState, topics.JOINT_STATES, self.on_joint_state,
+                                     qos.STATE)
+        self.create_subscription(Float64MultiArray, topics.RELABEL_REQUEST, self.on_relabel,
+                                 qos.EVENT)
+        self.create_subscription(String, topics.POLICY_BUNDLE, self.on_bundle, qos.BUNDLE)
+        self.create_service(SetBool, '~/set_active', self.on_set_active)
+        self.add_on_set_parameters_callback(self.on_parameters)
+        self.get_logger().info(
+            f'{self.cfg.planner_name} on {self.task.name}: {self.planner.samples_per_step} '
+            f'samples/step, {self.planner.rollouts.threads} thread(s), state from {source}, '
+            f'{"active" if self.active else "inactive"}')
+
+    # --- policy -----------------------------------------------------------------------------
+    def load_policy(self, path: str):
+        """Load and validate a bundle; raises BundleError (the old policy stays)."""
+        if not path:
+            self.planner.set_policy(None)
+            self.policy_source = None
+            return
+        source = (path, os.stat(path).st_mtime_ns) if os.path.exists(path) else None
+        if source is not None and source == self.policy_source:
+            return  # announced after being set as a parameter: already loaded
+        bundle = PolicyBundle(path)
+        bundle.check_signature(self.signature)
+        self.planner.set_policy(bundle if self.guided else None)
+        self.policy_source = source
+        self.get_logger().info(f'policy {path} (APEX iteration {bundle.meta["apex_iteration"]})')
+
+    def on_parameters(self, params):
+        for param in params:
+            if param.name == 'policy':
+                try:
+                    self.load_policy(param.value)
+                except BundleError as e:
+                    return SetParametersResult(successful=False, reason=str(e))
+        return SetParametersResult(successful=True)
+
+    def on_bundle(self, msg):
+        try:
+            self.load_policy(msg.data)
+        except BundleError as e:
+            self.get_logger().error(f'refused announced bundle: {e}')
+
+    # --- planning ---------------------------------------------------------------------------
+    def on_set_active(self, request, response):
+        self.active = request.data
+        self.answered = None
+        response.success = True
+        response.message = 'active' if self.active else 'inactive'
+        return response
+
+    def on_full_state(self, msg):
+        episode, step, state, ws = topics.unpack_full_state(msg.data, self.nstate)
+        self.plan_for(episode, step, np.asarray(state), np.asarray(ws))
+
+    def on_joint_state(self, msg):
+        """Joint-space robot: qpos/qvel of the named 1-dof joints, the rest at defaults."""
+        state = self.default_state.copy()
+        velocities = msg.velocity if len(msg.velocity) == len(msg.name) else None
+        for i, name in enumerate(msg.name):
+            cols = self.joint_columns.get(name)
+            if cols is not None:
+                state[cols[0]] = msg.position[i]
+                if velocities is not None:
+                    state[cols[1]] = velocities[i]
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        self.plan_for(0, stamp, state, None)
+
+    def plan_for(self, episode, step, state, warmstart):
+        if not self.active or (episode, step) == self.answered:
+            return
+        if step >= self.task.episode_steps:
+            return  # the terminal state of an episode needs no command
+        if episode != self.episode:
+            self.episode = episode
+            self.planner.reset(self.seed + episode)
+        result = self.planner.plan(state, warmstart)
+        self.answered = (episode, step)
+        self.pub_command.publish(Float64MultiArray(data=result.action.tolist()))
+        obs = self.task.observe(state[None])[0]
+        self.pub_demo.publish(Float64MultiArray(
+            data=[float(episode), float(step), *obs.tolist(), *result.action.tolist()]))
+
+    def on_relabel(self, msg):
+        request_id, seed, states, warmstarts = topics.unpack_relabel_request(
+            msg.data, self.nstate, self.nv)
+        actions = self.planner.relabel(states, warmstarts, seed)
+        self.episode = None  # the next MPC state starts a fresh plan
+        self.pub_relabel.publish(Float64MultiArray(
+            data=[float(request_id), float(len(actions)), *np.ravel(actions).tolist()]))
+
+
+def main(argv=None):
+    sys.exit(spin(PlannerNode, argv))
+
+
+if __name__ == '__main__':
+    main()

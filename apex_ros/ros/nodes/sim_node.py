@@ -1,0 +1,189 @@
+"""MuJoCo simulation node, behaving like a ros2_control robot.
+
+Publishes /joint_states (names, positions, velocities, efforts of the model's 1-dof joints)
+and the full physics state (apex_ros.ros.protocol.FULL_STATE), subscribes the forward controller's
+command topic /<controller>/commands (Float64MultiArray in actuator order).
+  mode=lockstep: one control step per received command, as fast as the commander runs;
+                 /clock carries the simulation time.
+  mode=realtime: steps at the task's control rate, holding the last command; after
+                 command_timeout without a command it applies the hold command (zeros).
+~/reset (std_srvs/Trigger) starts a new episode (seed = seed + episode index). Rewards and
+the episode return are published for monitoring. A command of the wrong length or with
+non-finite values is rejected with a logged reason and nothing is applied.
+"""
+import sys
+
+import mujoco
+import numpy as np
+from builtin_interfaces.msg import Time
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64, Float64MultiArray, MultiArrayDimension
+from std_srvs.srv import Trigger
+
+from ...config.run import load_run_config
+from ...sim.simulation import Simulation
+from .. import protocol as topics
+from .. import qos
+from .common import spin
+
+
+def stamp(seconds: float) -> Time:
+    sec = int(seconds)
+    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)))
+
+
+ONE_DOF = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+
+
+def one_dof_joints(model):
+    """(names, qpos indices, dof indices) of the hinge and slide joints."""
+    names, qpos, dofs = [], [], []
+    for j in range(model.njnt):
+        if int(model.jnt_type[j]) in ONE_DOF:
+            names.append(model.joint(j).name)
+            qpos.append(model.jnt_qposadr[j])
+            dofs.append(model.jnt_dofadr[j])
+    return names, np.array(qpos), np.array(dofs)
+
+
+class SimNode(Node):
+    def __init__(self):
+        super().__init__('sim')
+        p = self.declare_parameter
+        self.task_name = p('task', 'cartpole_swingup').value
+        config = p('config', 'default').value
+        self.mode = p('mode', 'lockstep').value
+        controller = p('controller', topics.DEFAULT_CONTROLLER).value
+        self.command_timeout = p('command_timeout', 0.5).value
+        self.seed = p('seed', 0).value
+        self.auto_reset = p('auto_reset', False).value
+        self.republish_period = p('state_republish', 1.0).value
+        if self.mode not in ('lockstep', 'realtime'):
+            raise ValueError(f"parameter mode: 'lockstep' or 'realtime', got {self.mode!r}")
+
+        cfg = load_run_config(self.task_name, None if config in ('', 'default') else config)
+        self.task = cfg.make_task()
+        self.sim = Simulation(self.task)
+        self.joint_names, self.qpos_idx, self.dof_idx = one_dof_joints(self.task.model)
+        self.hold = np.zeros(self.task.nu)
+
+        self.pub_joints = self.create_publisher(JointState, topics.JOINT_STATES, qos.STATE_PUB)
+        self.pub_full = self.create_publisher(Float64MultiArray, topics.FULL_STATE,
+                                              qos.FULL_STATE)
+        self.pub_reward = self.create_publisher(Float64, topics.REWARD, qos.EVENT)
+        self.pub_return = self.create_publisher(Float64, topics.EPISODE_RETURN, qos.EVENT)
+        self.pub_clock = self.create_publisher(Clock, topics.CLOCK, qos.COMMAND)
+        self.command_topic = topics.command_topic(controller)
+        self.create_subscription(Float64MultiArray, self.command_topic, self.on_command,
+                                 qos.COMMAND)
+        self.create_service(Trigger, '~/reset', self.on_reset)
+
+        self.episode = -1
+        self.last_command, self.last_command_time = None, None
+        self._reset()
+        if self.mode == 'realtime':
+            self.create_timer(self.task.dt, self.on_tick)
+        elif self.republish_period > 0:
+            self.create_timer(self.republish_period, self.on_idle)
+        self.get_logger().info(
+            f'{self.task_name}: {self.mode} at {1 / self.task.dt:.1f} Hz, commands on '
+            f'{self.command_topic} for joints {self.task.actuated_joints()}')
+
+    # --- episode ----------------------------------------------------------------------------
+    def _reset(self):
+        self.episode += 1
+        self.sim.reset(self.seed + self.episode)
+        self.ret = 0.0
+        self.last_command, self.last_activity = None, self.get_clock().now()
+        self.publish_state()
+
+    def on_reset(self, request, response):
+        self._reset()
+        response.success = True
+        response.message = f'episode {self.episode} (seed {self.seed + self.episode})'
+        return response
+
+    # --- commands ---------------------------------------------------------------------------
+    def validate(self, msg):
+        data = np.asarray(msg.data, dtype=np.float64)
+        if data.shape != (self.task.nu,):
+            return None, (f'expected {self.task.nu} values {self.task.actuated_joints()}, '
+                          f'got {len(data)}')
+        if not np.all(np.isfinite(data)):
+            return None, f'non-finite values {data.tolist()}'
+        return data, None
+
+    def on_command(self, msg):
+        command, reason = self.validate(msg)
+        if reason is not None:
+            self.get_logger().warning(f'rejected command on {self.command_topic}: {reason}')
+            return
+        if self.mode == 'realtime':
+            self.last_command, self.last_command_time = command, self.get_clock().now()
+            return
+        if self.sim.done:
+            # state-triggered commanders answer the terminal state too: expected, not an error
+            self.get_logger().debug('episode is over; command ignored until ~/reset')
+            return
+        self.step(command)
+
+    def on_tick(self):
+        if self.sim.done:
+            if not self.auto_reset:
+                return
+            self._reset()
+        fresh = (self.last_command is not None and
+                 (self.get_clock().now() - self.last_command_time).nanoseconds * 1e-9
+                 <= self.command_timeout)
+        if self.last_command is not None and not fresh:
+            self.get_logger().warning('command timeout: applying the hold command',
+                                      throttle_duration_sec=2.0)
+        self.step(self.last_command if fresh else self.hold)
+
+    def on_idle(self):
+        """Lockstep: if no command came for a while, re-send the state (a best-effort state
+        message may have been lost); commanders answer each (episode, step) once."""
+        idle = (self.get_clock().now() - self.last_activity).nanoseconds * 1e-9
+        if not self.sim.done and idle >= self.republish_period:
+            self.publish_state()
+
+    def step(self, command):
+        reward, _ = self.sim.step(command)
+        self.ret += reward
+        self.last_activity = self.get_clock().now()
+        self.pub_reward.publish(Float64(data=reward))
+        self.publish_state()
+        if self.sim.done:
+            self.pub_return.publish(Float64(data=self.ret))
+            self.get_logger().info(f'episode {self.episode} return {self.ret:.2f}')
+
+    # --- state out --------------------------------------------------------------------------
+    def publish_state(self):
+        d = self.sim.data
+        t = stamp(d.time)
+        if self.mode == 'lockstep':
+            self.pub_clock.publish(Clock(clock=t))
+        js = JointState()
+        js.header.stamp = t
+        js.name = self.joint_names
+        js.position = d.qpos[self.qpos_idx].tolist()
+        js.velocity = d.qvel[self.dof_idx].tolist()
+        js.effort = d.qfrc_actuator[self.dof_idx].tolist()
+        self.pub_joints.publish(js)
+        state, ws = self.sim.state(), self.sim.warmstart()
+        full = Float64MultiArray(data=topics.pack_full_state(self.episode, self.sim.steps,
+                                                             state, ws))
+        full.layout.dim = [MultiArrayDimension(label='header', size=topics.HEADER),
+                           MultiArrayDimension(label='state', size=len(state)),
+                           MultiArrayDimension(label='warmstart', size=len(ws))]
+        self.pub_full.publish(full)
+
+
+def main(argv=None):
+    sys.exit(spin(SimNode, argv))
+
+
+if __name__ == '__main__':
+    main()
