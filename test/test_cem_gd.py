@@ -10,8 +10,8 @@ import pytest
 from apex_ros import cli
 from apex_ros.errors import ConfigError
 from apex_ros.planners import cem_gd, make_planner, planner_config
-from apex_ros.planners.cem_gd import perturbed_states, return_gradient, reward_gradients
 from apex_ros.planners.costs import main_cost
+from apex_ros.planners.derivatives import perturbed_states, return_gradient, reward_gradients
 from apex_ros.sim.episodes import run_mpc
 from apex_ros.sim.rollout import OpenLoopRollouts
 from apex_ros.sim.simulation import Simulation

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from apex_ros.planners import make_planner
+from apex_ros.planners.base import Start
 from apex_ros.sim.episodes import policy_actor, run_episode
 from apex_ros.sim.rollout import OpenLoopRollouts, closed_loop_rollout, rollout_ok
 from apex_ros.sim.simulation import Simulation
@@ -158,7 +159,7 @@ def test_icem_gives_diverging_samples_infinite_cost(model_task, closing):
     actions = np.zeros((4, 4, 1))
     actions[1, 1] = 1e9
     actions[3, 3] = -1e9
-    cand = planner._evaluate(state0, None, None, actions)
+    cand = planner.evaluate(Start(state0, None, None), actions)
     assert np.isinf(cand.J[[1, 3]]).all() and (cand.J[[1, 3]] > 0).all()
     assert np.isfinite(cand.J[[0, 2]]).all()
     # failed rows carry no auxiliary cost that could make them look good or bad

@@ -1,8 +1,9 @@
-"""Planner registry: every planner shares the Planner interface (planners/base.py)."""
+"""Planner registry: every planner is a base.Planner (the loop) with its own sample/update/act
+and a Config extending base.PlannerConfig."""
 from ..config import from_dict
 from ..errors import ApexError
 from ..sim.rollout import OpenLoopRollouts
-from .base import Planner, PlanResult
+from .base import Planner, PlannerConfig, PlanResult
 from .cem_gd import CEMGD
 from .icem import ICEM, ICEMConfig
 from .mppi import MPPI, POLO
@@ -36,5 +37,5 @@ def make_planner(task, name: str = 'icem', settings: dict | None = None, threads
     return cls(task, cfg, rollouts, policy=policy, seed=seed)
 
 
-__all__ = ['PLANNERS', 'Planner', 'PlanResult', 'ICEM', 'ICEMConfig', 'make_planner',
-           'planner_class', 'planner_config']
+__all__ = ['PLANNERS', 'Planner', 'PlannerConfig', 'PlanResult', 'ICEM', 'ICEMConfig',
+           'make_planner', 'planner_class', 'planner_config']

@@ -29,3 +29,11 @@ def colored_noise(beta: float, shape, rng: np.random.Generator) -> np.ndarray:
     imag[..., 0] = 0.0
     real[..., 0] *= np.sqrt(2.0)
     return np.fft.irfft(real + 1j * imag, n=steps, axis=-1) / sigma
+
+
+def perturbed_sequences(mean, std, beta: float, n: int, rng, low, high) -> np.ndarray:
+    """n sequences clip(mean + noise * std, low, high), (n, H, nu), with unit colored noise
+    correlated along time (H); mean (H, nu), std (H, nu) or a scalar."""
+    horizon, nu = mean.shape
+    noise = colored_noise(beta, (n, nu, horizon), rng).transpose(0, 2, 1)
+    return np.clip(mean + noise * std, low, high)

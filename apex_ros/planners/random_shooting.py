@@ -1,22 +1,33 @@
-"""Random shooting: `budget` uniform action sequences, execute the best one's first action.
+"""Random shooting: `budget` uniform action sequences, execute the first action of the one
+with the lowest cost f = J + sum_j lambda_j C_j (evaluate.py; no auxiliary cost by default).
 The baseline iCEM has to beat at equal budget."""
 import dataclasses
 
 import numpy as np
 
 from ..config import require
-from .base import Planner, PlanResult
-from .costs import main_cost
+from .base import Planner, PlannerConfig, PlanResult, Search
+from .costs import total_cost
 
 
 @dataclasses.dataclass
-class RandomShootingConfig:
-    horizon: int = 30
-    budget: int = 100
+class RandomShootingConfig(PlannerConfig):
+    guidance_c: float = 0.0      # unguided unless asked for: uniform samples ignore the policy
+    guidance_lambda: float = 0.0
+    lambda_samples: int = 10     # k: spread of the k best samples by J sets lambda_j
 
     def validate(self, where='planner'):
-        require(self.horizon >= 1, f'{where}.horizon', f'must be >= 1, got {self.horizon}')
-        require(self.budget >= 1, f'{where}.budget', f'must be >= 1, got {self.budget}')
+        super().validate(where)
+        require(self.lambda_samples >= 2, f'{where}.lambda_samples',
+                f'must be >= 2 (a spread needs two samples), got {self.lambda_samples}')
+
+
+@dataclasses.dataclass
+class RandomShootingSearch(Search):
+    samples: np.ndarray = None   # (budget, H, nu)
+    J: np.ndarray = None         # (budget,)
+    f: np.ndarray = None         # (budget,) total costs
+    lambdas: np.ndarray = None
 
 
 class RandomShooting(Planner):
@@ -27,15 +38,24 @@ class RandomShooting(Planner):
     def samples_per_step(self):
         return self.cfg.budget
 
-    def plan(self, state, warmstart=None, mocap=None):
-        task, cfg = self.task, self.cfg
-        sim_before = self.rollouts.sim_seconds
-        actions = self.rng.uniform(task.action_low, task.action_high,
-                                   (cfg.budget, cfg.horizon, task.nu))
-        states, ok = self.rollouts.run(state, actions, warmstart, mocap)
-        J = main_cost(task, states, actions)
-        J[~ok | ~np.isfinite(J)] = np.inf
-        b = int(np.argmin(J))
-        return PlanResult(action=actions[b, 0].copy(), sequence=actions[b].copy(),
-                          cost=float(J[b]), main_cost=float(J[b]),
-                          info={'sim_seconds': self.rollouts.sim_seconds - sim_before})
+    def begin(self, mean, policy_sequence, first_step):
+        return RandomShootingSearch(mean, policy_sequence, first_step)
+
+    def populations(self, search):
+        return [self.cfg.budget]
+
+    def sample(self, i, n, search):
+        task = self.task
+        return self.rng.uniform(task.action_low, task.action_high, (n, self.cfg.horizon, task.nu))
+
+    def update(self, i, search, samples, evaluation):
+        search.samples, search.J = samples, evaluation.J
+        search.lambdas = self.lambdas(evaluation.J, evaluation.C, self.cfg.lambda_samples)
+        search.f = total_cost(evaluation.J, evaluation.C, search.lambdas)
+
+    def act(self, start, search):
+        b = int(np.argmin(search.f))
+        return PlanResult(action=search.samples[b, 0].copy(), sequence=search.samples[b].copy(),
+                          cost=float(search.f[b]), main_cost=float(search.J[b]),
+                          info={'lambdas': search.lambdas,
+                                'all_failed': not np.isfinite(search.J[b])})
