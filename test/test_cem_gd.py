@@ -99,6 +99,41 @@ def test_adjoint_gradient_with_a_free_joint_and_rk4(humanoid, closing):
     assert relative_error(grad, reference) < 1e-4
 
 
+def test_adjoint_gradient_includes_a_terminal_value(cartpole, closing):
+    """R = return + terminal(s_H): the adjoint pass starts from d terminal / dx_H. Checked
+    against central differences of that objective; the terminal term moves the gradient by
+    far more than the tolerance. (A float64 function of the state: TerminalValue's float32
+    observations would need a coarse step, hence CEM-GD's value_eps 1e-3.)"""
+    slider = cartpole.layout.qpos.start
+
+    def terminal(states):
+        final = states[:, -1]
+        return 2.0 * 0.9 ** 10 * (20.0 * final[:, slider] + 5.0 * np.sin(final[:, slider + 1]))
+
+    inputs = start_inputs(cartpole, 0)
+    actions = np.random.default_rng(0).uniform(-0.8, 0.8, (10, cartpole.nu))
+    data = mujoco.MjData(cartpole.model)
+    ret, grad = return_gradient(cartpole, data, inputs[0], actions, inputs[1], inputs[2],
+                                eps=1e-6, centered=True, terminal=terminal, terminal_eps=1e-6)
+    _, without = return_gradient(cartpole, data, inputs[0], actions, inputs[1], inputs[2],
+                                 eps=1e-6, centered=True)
+    rollouts = closing(OpenLoopRollouts(cartpole))
+    h, (horizon, nu) = 1e-5, actions.shape
+    batch = np.repeat(actions[None], 2 * horizon * nu, axis=0)
+    for k in range(horizon * nu):
+        t, j = divmod(k, nu)
+        batch[2 * k, t, j] += h
+        batch[2 * k + 1, t, j] -= h
+    states, _ = rollouts.run(inputs[0], batch, inputs[1], inputs[2])
+    objective = -main_cost(cartpole, states, batch) + terminal(states)
+    reference = ((objective[0::2] - objective[1::2]) / (2 * h)).reshape(horizon, nu)
+    assert relative_error(grad, reference) < 1e-4
+    assert relative_error(without, reference) > 1e-2
+    states, _ = rollouts.run(inputs[0], actions[None], inputs[1], inputs[2])
+    expected = -main_cost(cartpole, states, actions[None])[0] + terminal(states)[0]
+    assert ret == pytest.approx(expected, rel=1e-12)
+
+
 def test_reward_gradients_match_the_analytic_halfcheetah_terms(halfcheetah):
     """forward = w (x_{t+1} - x_t) / dt, ctrl = -c |a|^2: both states and the action."""
     rng = np.random.default_rng(0)

@@ -384,3 +384,61 @@ def test_planners_maximize_planning_reward(name, closing):
     assert result.main_cost < 1.0
     reward, _ = sim.step(result.action)
     assert reward == pytest.approx(-(result.action[0] + A_STAR) ** 2)
+
+
+# --- (g) APEX ablations and the action-norm cost are planner capabilities -----------------------
+
+def test_ablations_are_declared_capabilities():
+    """Every declared ablation applies to the planner's own config; the CEM planners support
+    all three planner ablations, the others only fixed_lambda."""
+    from apex_ros.learning.apex import ABLATIONS
+    from apex_ros.planners import PLANNERS
+    for name, cls in PLANNERS.items():
+        assert set(cls.ablations) <= set(ABLATIONS), name
+        for ablation, changes in cls.ablations.items():
+            cfg = cls.with_ablation(planner_config(name), ablation, 'apex')
+            assert {k: getattr(cfg, k) for k in changes} == changes, (name, ablation)
+    icem = planner_config('icem')
+    assert icem.lambda_mode == 'adaptive' and icem.warm_start and icem.policy_samples
+    assert PLANNERS['icem'].with_ablation(icem, 'fixed_lambda', 'apex').lambda_mode == 'fixed'
+    assert not PLANNERS['cem_gd'].with_ablation(planner_config('cem_gd'), 'no_warm_start',
+                                                'apex').warm_start
+    assert not PLANNERS['icem'].with_ablation(icem, 'no_policy_samples', 'apex').policy_samples
+    assert icem.warm_start and icem.policy_samples      # the given config is left alone
+    for name in ('mppi', 'polo', 'random_shooting'):
+        assert list(PLANNERS[name].ablations) == ['fixed_lambda'], name
+
+
+@pytest.mark.parametrize('name', ['mppi', 'polo', 'random_shooting'])
+def test_unsupported_ablation_is_refused_by_name(name):
+    from apex_ros.planners import planner_class
+    with pytest.raises(ConfigError) as err:
+        planner_class(name).with_ablation(planner_config(name), 'no_warm_start',
+                                          'run.yaml: apex')
+    assert str(err.value) == (f"run.yaml: apex: planner {name} does not support ablation "
+                              "'no_warm_start' (supports: fixed_lambda)")
+
+
+@pytest.mark.parametrize('name', ['icem', 'cem_gd', 'mppi', 'polo', 'random_shooting'])
+def test_with_action_norm_sets_the_cost_weight(name):
+    from apex_ros.planners import planner_class
+    cfg = planner_config(name)
+    changed = planner_class(name).with_action_norm(cfg, 0.05)
+    assert changed.action_norm_c == 0.05 and cfg.action_norm_c == 0.0
+    with pytest.raises(ConfigError, match=r'apex: .*action_norm_c: must be >= 0'):
+        planner_class(name).with_action_norm(cfg, -1.0, 'apex: planner')
+
+
+@pytest.mark.parametrize('name, settings', [
+    ('icem', {}), ('cem_gd', {'budget': 30, 'initial_budget': 30}), ('mppi', {}),
+    ('polo', {}), ('random_shooting', {'guidance_c': 0.025})])
+def test_every_planner_weighs_the_guidance_cost(cartpole, closing, linear_policy, name,
+                                                settings):
+    """With a policy, every planner's adaptive guidance weight is active; without, zero."""
+    policy = linear_policy(cartpole.obs_dim, cartpole.nu, seed=1, scale=0.5)
+    inputs = Simulation(cartpole).plan_inputs()
+    settings = {'horizon': 8, 'budget': 60, **settings}
+    guided = closing(make_planner(cartpole, name, settings, policy=policy, seed=0))
+    assert guided.plan(*inputs).info['lambdas'][0] > 0
+    unguided = closing(make_planner(cartpole, name, settings, seed=0))
+    assert unguided.plan(*inputs).info['lambdas'][0] == 0

@@ -144,7 +144,9 @@ def test_plan_result_describes_the_executed_sequence(cartpole, closing):
 
 
 @pytest.mark.parametrize('name,settings', [
-    ('mppi', SMALL), ('icem', {'horizon': SMALL['horizon'], 'budget': 60})])
+    ('mppi', SMALL), ('polo', SMALL), ('icem', {'horizon': SMALL['horizon'], 'budget': 60}),
+    ('random_shooting', {'horizon': SMALL['horizon'], 'budget': 60}),
+    ('cem_gd', {'horizon': SMALL['horizon'], 'budget': 30, 'initial_budget': 60})])
 def test_terminal_value_steers_the_plan(cartpole, closing, name, settings):
     """A terminal value rewarding the cart's final position drives the cart that way, for
     any planner that honours terminal values."""
@@ -347,3 +349,15 @@ def test_mppi_beats_random_shooting_on_cartpole_swingup(cartpole, closing):
         rs_returns.append(run_mpc(cartpole, rs, seed=seed).ret)
     assert all(successes)
     assert np.mean(mppi_returns) > np.mean(rs_returns) + 10.0, (mppi_returns, rs_returns)
+
+
+@pytest.mark.parametrize('name', ['icem', 'cem_gd', 'mppi', 'polo', 'random_shooting'])
+def test_every_planner_takes_a_value_model(cartpole, tmp_path, closing, name):
+    with pytest.raises(ConfigError, match=r'planner\.value_model: file not found'):
+        planner_config(name, {'value_model': str(tmp_path / 'nope.onnx')})
+    ens, _ = fitted_ensemble(cartpole.obs_dim, steps=5)
+    path = tmp_path / 'value.onnx'
+    ens.export(cartpole, path)
+    planner = closing(make_planner(cartpole, name, {'horizon': 6, 'budget': 60,
+                                                    'value_model': str(path)}))
+    assert planner.terminal_value.source == str(path)
