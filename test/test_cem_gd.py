@@ -29,8 +29,9 @@ def start_inputs(task, seed=0, random_steps=0):
     return sim.plan_inputs()
 
 
-def finite_difference_gradient(task, rollouts, inputs, actions, h):
-    """Central differences of the rollout return (OpenLoopRollouts) w.r.t. every action."""
+def finite_difference_gradient(task, rollouts, inputs, actions, h, terminal=None):
+    """Central differences of the rollout return (OpenLoopRollouts), plus terminal(states)
+    when given, w.r.t. every action."""
     horizon, nu = actions.shape
     batch = np.repeat(actions[None], 2 * horizon * nu, axis=0)
     for k in range(horizon * nu):
@@ -40,6 +41,8 @@ def finite_difference_gradient(task, rollouts, inputs, actions, h):
     states, ok = rollouts.run(inputs[0], batch, inputs[1], inputs[2])
     assert ok.all()
     returns = -main_cost(task, states, batch)
+    if terminal is not None:
+        returns = returns + terminal(states)
     return ((returns[0::2] - returns[1::2]) / (2 * h)).reshape(horizon, nu)
 
 
@@ -118,15 +121,7 @@ def test_adjoint_gradient_includes_a_terminal_value(cartpole, closing):
     _, without = return_gradient(cartpole, data, inputs[0], actions, inputs[1], inputs[2],
                                  eps=1e-6, centered=True)
     rollouts = closing(OpenLoopRollouts(cartpole))
-    h, (horizon, nu) = 1e-5, actions.shape
-    batch = np.repeat(actions[None], 2 * horizon * nu, axis=0)
-    for k in range(horizon * nu):
-        t, j = divmod(k, nu)
-        batch[2 * k, t, j] += h
-        batch[2 * k + 1, t, j] -= h
-    states, _ = rollouts.run(inputs[0], batch, inputs[1], inputs[2])
-    objective = -main_cost(cartpole, states, batch) + terminal(states)
-    reference = ((objective[0::2] - objective[1::2]) / (2 * h)).reshape(horizon, nu)
+    reference = finite_difference_gradient(cartpole, rollouts, inputs, actions, 1e-5, terminal)
     assert relative_error(grad, reference) < 1e-4
     assert relative_error(without, reference) > 1e-2
     states, _ = rollouts.run(inputs[0], actions[None], inputs[1], inputs[2])

@@ -36,8 +36,9 @@ from .evaluate import Evaluation, evaluate_sequences, lambdas
 
 @dataclasses.dataclass
 class PlannerConfig:
-    """Settings every planner has: the objective f = J - value_weight V(s_H) + sum_j lambda_j C_j
-    (evaluate.py) over `horizon` steps, `budget` sampled sequences per step."""
+    """Settings every planner has: the objective f = J + sum_j lambda_j C_j with
+    J = -return - value_weight discount^H V(s_H) (evaluate.py) over `horizon` steps, `budget`
+    sampled sequences per step."""
     horizon: int = 30
     budget: int = 100
     lambda_mode: str = 'adaptive'  # 'adaptive' (APEX Eq. 4) or 'fixed' (ablation)
