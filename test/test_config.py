@@ -101,7 +101,7 @@ def test_shipped_configs_load(name):
     raw = yaml.safe_load(path.read_text())
     cfg = load_run_config(name)
     assert cfg.path == path and cfg.task.name == name
-    for key, value in raw['planner'].items():
+    for key, value in raw.get('planner', {}).items():
         if key != 'name':
             assert getattr(cfg.planner, key) == value, key
     task = cfg.make_task()
