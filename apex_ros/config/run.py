@@ -77,6 +77,7 @@ class RunConfig:
     seed: int
     schedule: tuple = ()            # (ScheduleEntry, ...), in increasing from_iteration
     unscheduled: dict = dataclasses.field(default=None, repr=False, compare=False)
+    entries_applied: int = dataclasses.field(default=0, repr=False, compare=False)
 
     def make_task(self):
         where = f'{self.path}: task.params'
@@ -105,7 +106,7 @@ class RunConfig:
         """The config of 1-based APEX iteration `iteration`: every schedule entry with
         from_iteration <= iteration applied, in order."""
         entries = [e for e in self.schedule if e.from_iteration <= iteration]
-        if not entries:
+        if len(entries) == self.entries_applied:
             return self
         data = copy.deepcopy(self.unscheduled)
         for entry in entries:
@@ -113,6 +114,7 @@ class RunConfig:
                 set_dotted(data, key, value, f'{self.path}: schedule')
         cfg = _resolve(self.path, data, f'{self.path}: schedule ')
         cfg.schedule, cfg.unscheduled = self.schedule, self.unscheduled
+        cfg.entries_applied = len(entries)
         return cfg
 
 

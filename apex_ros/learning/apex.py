@@ -122,8 +122,9 @@ class ApexTrainer:
     adds_expert_action_noise = True   # False where something else executes the expert's action
 
     def __init__(self, run_cfg, out_dir, resume: bool = False, shards=(), progress: bool = True,
-                 log=print):
+                 log=print, allow_config_change: bool = False):
         self.run_cfg = run_cfg
+        self.allow_config_change = allow_config_change   # the --resume check: APEX helper
         self.out = Path(out_dir)
         self.log = log
         self.show_progress = progress
