@@ -1,4 +1,5 @@
-"""Benchmarks (never timed unit tests): measured numbers written as JSON."""
+"""`apex-ros bench ...`: benchmarks (never timed unit tests), measured numbers written as
+JSON."""
 import json
 import os
 import platform
@@ -6,16 +7,15 @@ import sys
 import time
 from pathlib import Path
 
-import mujoco
 import numpy as np
 
 from ..errors import ApexError
 from ..files import atomic_write_text
-from ..planners import make_planner
-from ..sim.episodes import run_mpc
+from .common import add_config_args, config_sets, load_config, positive_int
 
 
 def environment() -> dict:
+    import mujoco
     return {'mujoco_version': mujoco.__version__, 'numpy_version': np.__version__,
             'python': platform.python_version(), 'machine': platform.machine(),
             'cpu_count': os.cpu_count(), 'command': ' '.join(sys.argv),
@@ -25,6 +25,8 @@ def environment() -> dict:
 def bench_planner(run_cfg, threads: int, steps: int, seed: int = 0,
                   progress: bool = True) -> dict:
     """Run MPC for `steps` control steps; time every plan() and the physics inside it."""
+    from ..planners import make_planner
+    from ..sim.episodes import run_mpc
     planner_cfg = run_cfg.planner
     task = run_cfg.make_task()
     planner = make_planner(task, run_cfg.planner_name, planner_cfg, threads=threads, seed=seed)
@@ -93,8 +95,9 @@ def _iteration_seconds(metrics: list) -> float:
 
 
 def bench_graph(task: str, config: str | None, iterations: int, workdir: str,
-                progress: bool = True) -> dict:
-    """APEX iterations through the ROS graph (lockstep) vs the same iterations in-process.
+                progress: bool = True, sets=()) -> dict:
+    """APEX iterations through the ROS graph (lockstep) vs the same iterations in-process,
+    both with the config `task`/`config` and its `sets` (['planner.budget=60', ...]).
 
     Compares the summed phase times (expert, training, DAgger, training) recorded in each
     run's metrics, so node start-up and evaluation are outside both figures."""
@@ -102,12 +105,12 @@ def bench_graph(task: str, config: str | None, iterations: int, workdir: str,
     from ..learning.apex import ApexTrainer
     from ..ros.launcher import Launcher, graph_argvs, parse_launch_arguments
     work = Path(workdir)
-    cfg = load_run_config(task, config, {'apex': {'iterations': iterations}})
+    cfg = load_run_config(task, config, {'apex': {'iterations': iterations}}, sets=sets)
     offline = ApexTrainer(cfg, work / 'in_process', progress=progress)
     offline.run()
     values = parse_launch_arguments('sim_apex', [
-        f'task:={task}', f'config:={config or "default"}', f'out_dir:={work / "graph"}',
-        f'iterations:={iterations}'])
+        f'task:={cfg.task.name}', f'config:={config or "default"}',
+        f'out_dir:={work / "graph"}', f'iterations:={iterations}', f'set:={",".join(sets)}'])
     with open(work / 'graph.log', 'w') as log:
         status = Launcher(graph_argvs('sim_apex', values), out=log).run()
     if status != 0:
@@ -115,7 +118,7 @@ def bench_graph(task: str, config: str | None, iterations: int, workdir: str,
     graph_metrics = [json.loads(line) for line in
                      (work / 'graph' / 'metrics.jsonl').read_text().splitlines()]
     in_process, graph = _iteration_seconds(offline.metrics), _iteration_seconds(graph_metrics)
-    result = {'task': task, 'iterations': iterations,
+    result = {'task': cfg.task.name, 'iterations': iterations,
               'in_process_seconds_per_iteration': in_process,
               'graph_seconds_per_iteration': graph, 'ratio': graph / in_process,
               'in_process_phases': {k: float(np.mean([m[k] for m in offline.metrics]))
@@ -146,3 +149,83 @@ def bench_inference(bundle_path, calls: int = 20000) -> dict:
               'mean_us': float(us.mean())}
     result.update(environment())
     return result
+
+
+def cmd_bench_planner(args):
+    cfg = load_config(args)
+    threads = cfg.rollout.threads
+    result = bench_planner(cfg, threads, args.steps, seed=cfg.seed, progress=not args.quiet)
+    write_json(args.json, result)
+    print(f'{result["task"]} budget {result["budget"]} threads {threads}: plan '
+          f'{result["plan_ms_median"]:.2f} ms median ({result["planning_hz"]:.1f} Hz), physics '
+          f'{result["sim_ms_median"]:.2f} ms, overhead ratio {result["overhead_ratio"]:.3f}, '
+          f'return {result["return"]:.1f} over {args.steps} steps -> {args.json}')
+    return 0
+
+
+def cmd_bench_apex(args):
+    cfg = load_config(args)
+    result = bench_apex(cfg, args.workdir, progress=not args.quiet)
+    write_json(args.json, result)
+    print(f'{result["task"]}: {result["seconds_per_iteration"]:.1f} s per APEX iteration '
+          f'(expert {result["expert_seconds"]:.1f}, dagger {result["dagger_seconds"]:.1f}, '
+          f'training {result["training_seconds"]:.1f}) -> {args.json}')
+    return 0
+
+
+def cmd_bench_graph(args):
+    import tempfile
+    load_config(args)   # a bad config fails here, before the in-process run
+    with tempfile.TemporaryDirectory(prefix='apex-graph-bench-') as tmp:
+        result = bench_graph(args.task, args.config, args.iterations, args.workdir or tmp,
+                             progress=not args.quiet, sets=config_sets(args))
+    write_json(args.json, result)
+    print(f'{result["task"]}: {result["graph_seconds_per_iteration"]:.1f} s per APEX iteration '
+          f'through the graph vs {result["in_process_seconds_per_iteration"]:.1f} s in-process '
+          f'(ratio {result["ratio"]:.3f}) -> {args.json}')
+    return 0
+
+
+def cmd_bench_inference(args):
+    result = bench_inference(args.policy, args.calls)
+    write_json(args.json, result)
+    print(f'{args.policy}: batch-1 onnxruntime (1 thread) p50 {result["p50_us"]:.1f} us, '
+          f'p99 {result["p99_us"]:.1f} us over {args.calls} calls -> {args.json}')
+    return 0
+
+
+def add_parser(sub):
+    p = sub.add_parser('bench', help='benchmarks that write JSON')
+    bench = p.add_subparsers(dest='bench', metavar='BENCH', required=True)
+    b = bench.add_parser('planner', help='MPC timing: plan vs physics time, overhead ratio')
+    add_config_args(b)
+    b.add_argument('--steps', type=positive_int, default=100,
+                   help='MPC steps to time (default 100)')
+    b.add_argument('--json', required=True, help='where to write the result')
+    b.add_argument('--quiet', action='store_true', help='no progress bar')
+    b.set_defaults(func=cmd_bench_planner)
+
+    b = bench.add_parser('apex', help='wall time per APEX iteration and its phases')
+    add_config_args(b)
+    b.add_argument('--iterations', type=positive_int, default=1,
+                   help='APEX iterations (= --set apex.iterations; default 1)')
+    b.add_argument('--json', required=True, help='where to write the result')
+    b.add_argument('--workdir', help='run directory (default: a temporary one)')
+    b.add_argument('--quiet', action='store_true', help='no progress bars')
+    b.set_defaults(func=cmd_bench_apex)
+
+    b = bench.add_parser('graph', help='APEX iterations through the ROS graph vs in-process')
+    add_config_args(b, planner=False)
+    b.add_argument('--iterations', type=positive_int, default=1,
+                   help='APEX iterations (= --set apex.iterations; default 1)')
+    b.add_argument('--json', required=True, help='where to write the result')
+    b.add_argument('--workdir', help='keep both runs here (default: a temporary directory)')
+    b.add_argument('--quiet', action='store_true', help='no progress bars')
+    b.set_defaults(func=cmd_bench_graph)
+
+    b = bench.add_parser('inference', help='batch-1 policy latency through the bundle')
+    b.add_argument('--policy', required=True, help='policy bundle (.onnx)')
+    b.add_argument('--calls', type=positive_int, default=20000,
+                   help='timed calls (default 20000)')
+    b.add_argument('--json', required=True, help='where to write the result')
+    b.set_defaults(func=cmd_bench_inference)

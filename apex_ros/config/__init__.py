@@ -30,7 +30,9 @@ def load_yaml(path) -> dict:
     return data
 
 
-def _check_type(value, annotation, where):
+def check_value(value, annotation, where: str):
+    """`value` checked against type `annotation` (int, float, bool, str, list[X], dict,
+    X | None, a dataclass); ints are accepted as floats. Errors name `where`."""
     origin = typing.get_origin(annotation)
     if annotation is Any:
         return value
@@ -54,7 +56,7 @@ def _check_type(value, annotation, where):
         if not isinstance(value, list):
             raise ConfigError(f'{where}: expected a list, got {value!r}')
         inner = typing.get_args(annotation)
-        return [_check_type(v, inner[0], f'{where}[{i}]') if inner else v
+        return [check_value(v, inner[0], f'{where}[{i}]') if inner else v
                 for i, v in enumerate(value)]
     if origin is dict or annotation is dict:
         if not isinstance(value, dict):
@@ -64,7 +66,7 @@ def _check_type(value, annotation, where):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if value is None:
             return None
-        return _check_type(value, args[0], where)
+        return check_value(value, args[0], where)
     if dataclasses.is_dataclass(annotation):
         return from_dict(annotation, value, where)
     return value
@@ -86,7 +88,7 @@ def from_dict(cls, data, where: str):
     for name, f in fields.items():
         key = f'{where}.{name}'
         if name in data:
-            kwargs[name] = _check_type(data[name], hints[name], key)
+            kwargs[name] = check_value(data[name], hints[name], key)
         elif (f.default is dataclasses.MISSING
               and f.default_factory is dataclasses.MISSING):
             raise ConfigError(f'{key}: required key is missing')

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import from_dict, require
+from ..config import require
 from ..deploy.bundle import PolicyBundle
 from ..deploy.export import bundle_bytes
 from ..errors import ApexError, ConfigError
@@ -29,7 +29,7 @@ from ..sim.episodes import planner_actor, policy_actor, run_episode
 from ..tasks.base import Task
 from .dataset import Dataset, LabeledRollout
 from .plot import plot_learning_curve
-from .student import MLPPolicy, TrainConfig, make_optimizer, train_policy
+from .student import MLPPolicy, make_optimizer, train_policy
 
 PHASES = ('expert', 'train_expert', 'dagger', 'train_dagger')
 ABLATIONS = ('none', 'bc_only', 'unguided', 'fixed_lambda', 'no_warm_start',
@@ -98,9 +98,7 @@ def apply_ablation(apex: ApexConfig, planner_cfg, where='apex'):
 def apex_settings(run_cfg):
     """(ApexConfig, planner config of the APEX expert): the run's `apex:` section and its
     planner with the action-norm cost and the ablation applied."""
-    where = f'{run_cfg.path}: apex'
-    apex = from_dict(ApexConfig, run_cfg.extra.get('apex'), where)
-    return apply_ablation(apex, run_cfg.planner, where)
+    return apply_ablation(run_cfg.apex, run_cfg.planner, f'{run_cfg.path}: apex')
 
 
 def episode_seed(run_seed: int, iteration: int, kind: int, j: int) -> int:
@@ -124,14 +122,15 @@ class ApexTrainer:
     adds_expert_action_noise = True   # False where something else executes the expert's action
 
     def __init__(self, run_cfg, out_dir, resume: bool = False, shards=(), progress: bool = True,
-                 log=print):
+                 log=print, allow_config_change: bool = False):
         self.run_cfg = run_cfg
+        self.allow_config_change = allow_config_change   # the --resume check: APEX helper
         self.out = Path(out_dir)
         self.log = log
         self.show_progress = progress
         where = f'{run_cfg.path}: '
         self.apex, self.planner_cfg = apex_settings(run_cfg)
-        self.train_cfg = from_dict(TrainConfig, run_cfg.extra.get('train'), where + 'train')
+        self.train_cfg = run_cfg.train
         self.task = run_cfg.make_task()
         if self.apex.dagger_until_failure and type(self.task).failed is Task.failed:
             raise ConfigError(f'{where}apex.dagger_until_failure: task {self.task.name} does not '

@@ -39,6 +39,10 @@ SIM_APEX_ARGUMENTS = (
     LaunchArgument('out_dir', 'runs/sim_apex', 'run directory for bundles, metrics, plot'),
     LaunchArgument('iterations', '0', "APEX iterations (0: the config's apex.iterations)"),
     LaunchArgument('resume', 'false', 'continue the run in out_dir'),
+    LaunchArgument('allow_config_change', 'false', 'with resume: continue even if the config '
+                   'differs from the one the run was started with'),
+    LaunchArgument('set', "''", "config settings, as --set gives them: "
+                   "'apex.iterations=3,planner.budget=60' (',' or ';' between them)"),
     LaunchArgument('record', "''", "bag directory to record the policy rollouts to (rosbag2 "
                    "MCAP, with the full state, for `apex-ros relabel`); '' (empty): none"),
 )
@@ -53,14 +57,17 @@ POLICY_ARGUMENTS = (
 
 def sim_apex(args: dict) -> list:
     """MuJoCo sim in lockstep + iCEM_pi planner + ONNX executor + APEX trainer."""
-    task_params = (('task', args['task']), ('config', args['config']))
+    task_params = (('task', args['task']), ('config', args['config']),
+                   ('set', args.get('set', "''")))
     nodes = [
         NodeSpec('sim_node', 'sim', ('sim_apex.yaml',), task_params),
         NodeSpec('planner_node', 'planner', ('sim_apex.yaml',), task_params),
         NodeSpec('policy_executor', 'policy_executor', ('sim_apex.yaml',)),
         NodeSpec('trainer_node', 'trainer', ('sim_apex.yaml',), task_params + (
             ('out_dir', args['out_dir']), ('iterations', args['iterations']),
-            ('resume', args['resume'])), ends_launch=True),
+            ('resume', args['resume']),
+            ('allow_config_change', args.get('allow_config_change', 'false'))),
+            ends_launch=True),
     ]
     if args.get('record', "''") not in ('', "''"):
         # starts paused; the trainer records exactly the policy rollouts

@@ -19,6 +19,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool
 
+from ...config.layers import split_sets
 from ...config.run import load_run_config
 from ...deploy.bundle import BundleError, PolicyBundle
 from ...deploy.export import task_signature
@@ -48,7 +49,8 @@ class PlannerNode(Node):
                              f'got {source!r}')
 
         self.cfg = load_run_config(task_name, None if config in ('', 'default') else config,
-                                   planner=planner_name or None)
+                                   planner=planner_name or None,
+                                   sets=split_sets(p('set', '').value))
         self.task = self.cfg.make_task()
         self.planner = self.cfg.make_planner(self.task, threads=threads or None, seed=self.seed)
         self.signature = task_signature(self.task)

@@ -22,6 +22,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray, MultiArrayDimension
 from std_srvs.srv import Trigger
 
+from ...config.layers import split_sets
 from ...config.run import load_run_config
 from ...sim.simulation import Simulation
 from .. import protocol as topics
@@ -63,7 +64,8 @@ class SimNode(Node):
         if self.mode not in ('lockstep', 'realtime'):
             raise ValueError(f"parameter mode: 'lockstep' or 'realtime', got {self.mode!r}")
 
-        cfg = load_run_config(self.task_name, None if config in ('', 'default') else config)
+        cfg = load_run_config(self.task_name, None if config in ('', 'default') else config,
+                              sets=split_sets(p('set', '').value))
         self.task = cfg.make_task()
         self.sim = Simulation(self.task)
         self.joint_names, self.qpos_idx, self.dof_idx = one_dof_joints(self.task.model)

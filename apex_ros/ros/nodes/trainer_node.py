@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from rclpy.node import Node
 
+from ...config.layers import split_sets
 from ...config.run import load_run_config
 from ...files import atomic_write_bytes
 from ...learning.apex import ApexTrainer
@@ -86,8 +87,9 @@ class TrainerNode(Node):
         self.final_episodes = p('final_episodes', 1).value
         self.timeout = p('timeout', 300.0).value
         overrides = {'apex': {'iterations': iterations}} if iterations > 0 else None
+        self.allow_config_change = p('allow_config_change', False).value
         self.run_cfg = load_run_config(task, None if config in ('', 'default') else config,
-                                       overrides)
+                                       overrides, sets=split_sets(p('set', '').value))
         self.status = None
         self.finished = threading.Event()   # spin() returns once it is set
         self.worker = threading.Thread(target=self.work, daemon=True)
@@ -98,6 +100,7 @@ class TrainerNode(Node):
         try:
             trainer = GraphApexTrainer(self, self.run_cfg, self.out_dir, resume=self.resume,
                                        timeout=self.timeout,
+                                       allow_config_change=self.allow_config_change,
                                        log=lambda msg: print(msg, flush=True))
             summary = trainer.run()
             returns = []

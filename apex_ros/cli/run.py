@@ -1,0 +1,173 @@
+"""Commands that run the stack in-process: tasks, mpc, eval, train, polo."""
+import time
+
+import numpy as np
+
+from ..errors import ApexError
+from ..tasks import TASKS
+from .common import add_config_args, load_config, positive_int
+
+
+def cmd_tasks(args):
+    from ..tasks import make_task
+    print(f'{"task":<20} {"obs":>4} {"act":>4} {"rate Hz":>8} {"steps":>6}  model')
+    for name in sorted(TASKS):
+        t = make_task(name)
+        print(f'{name:<20} {t.obs_dim:>4} {t.nu:>4} {1 / t.dt:>8.1f} {t.episode_steps:>6}  '
+              f'{t.model_file}')
+    return 0
+
+
+def cmd_mpc(args):
+    from ..sim.episodes import run_mpc
+    cfg = load_config(args)
+    task = cfg.make_task()
+    planner = cfg.make_planner(task)
+    steps = args.steps or task.episode_steps
+    print(f'MPC: {cfg.planner_name} on {task.name}, {planner.samples_per_step} samples/step, '
+          f'horizon {planner.cfg.horizon}, {planner.rollouts.threads} rollout thread(s), '
+          f'{steps} steps of {task.dt * 1e3:.0f} ms (config {cfg.path})')
+    returns, successes, hz = [], [], []
+    t0 = time.perf_counter()
+    for e in range(args.episodes):
+        seed = cfg.seed + e
+        ep = run_mpc(task, planner, seed=seed, steps=steps,
+                     progress=None if args.quiet else f'episode {e + 1}/{args.episodes}')
+        rate = 1.0 / np.median(ep.plan_seconds)
+        returns.append(ep.ret)
+        successes.append(ep.success)
+        hz.append(rate)
+        print(f'episode {e + 1}: return {ep.ret:.2f}'
+              + ('' if ep.success is None else f', success {ep.success}')
+              + f', planning {rate:.1f} Hz (median {np.median(ep.plan_seconds) * 1e3:.1f} ms, '
+              f'physics {np.median(ep.sim_seconds) * 1e3:.1f} ms per step)')
+    planner.rollouts.close()
+    print(f'return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {args.episodes} '
+          f'episode(s)' + ('' if successes[0] is None else
+                           f', success rate {np.mean(successes):.2f}')
+          + f'; planning {np.mean(hz):.1f} Hz vs control rate {1 / task.dt:.1f} Hz; '
+          f'wall {time.perf_counter() - t0:.1f} s')
+    return 0
+
+
+def cmd_train(args):
+    from ..learning.apex import ApexTrainer
+    cfg = load_config(args)
+    trainer = ApexTrainer(cfg, args.out, resume=args.resume, shards=args.dataset or (),
+                          progress=not args.quiet,
+                          allow_config_change=args.allow_config_change)
+    print(f'APEX on {trainer.task.name}: {trainer.apex.iterations} iterations, expert '
+          f'{cfg.planner_name} budget {trainer.planner.samples_per_step}/step with '
+          f'{cfg.rollout.threads} rollout thread(s), ablation {trainer.apex.ablation}; '
+          f'run dir {trainer.out}')
+    summary = trainer.run()
+    median = summary['final_policy_return_median']
+    print(f'final policy return {summary["final_policy_return"]:.2f} ± '
+          f'{summary["final_policy_return_std"]:.2f}, median '
+          + ('n/a' if median is None else f'{median:.2f}')
+          + f' (expert {summary["final_expert_return"]:.2f})'
+          + (f', success rate {summary["final_policy_success_rate"]:.2f}'
+             if 'final_policy_success_rate' in summary else ''))
+    print(f'bundle: {summary["policy_bundle"]}\nlearning curve: {summary["learning_curve"]}\n'
+          f'metrics: {summary["metrics"]}')
+    return 0
+
+
+def cmd_eval(args):
+    from ..deploy.bundle import PolicyBundle
+    from ..deploy.export import task_signature
+    from ..sim.episodes import planner_actor, policy_actor, run_episode
+    cfg = load_config(args)
+    task = cfg.make_task()
+    policy = None
+    if args.policy:
+        policy = PolicyBundle(args.policy)
+        policy.check_signature(task_signature(task))
+    if args.expert:
+        planner = cfg.make_planner(task, policy=policy)
+        what = f'expert {cfg.planner_name} ({planner.samples_per_step} samples/step)' + (
+            f' guided by {args.policy}' if policy else '')
+    elif policy is None:
+        raise ApexError('eval needs --policy BUNDLE, or --expert for the planner alone')
+    else:
+        what = f'policy {args.policy} (APEX iteration {policy.meta["apex_iteration"]})'
+    print(f'evaluating {what} on {task.name}, {args.episodes} episode(s)')
+    returns, successes = [], []
+    for e in range(args.episodes):
+        seed = cfg.seed + 7919 * (e + 1)
+        act = planner_actor(planner, seed) if args.expert else policy_actor(task, policy)
+        ep = run_episode(task, act, seed, progress=None if args.quiet else
+                         f'episode {e + 1}/{args.episodes}')
+        returns.append(ep.ret)
+        successes.append(ep.success)
+        print(f'episode {e + 1}: return {ep.ret:.2f}'
+              + ('' if ep.success is None else f', success {ep.success}'))
+    print(f'return {np.mean(returns):.2f} ± {np.std(returns):.2f}'
+          + ('' if successes[0] is None else f', success rate {np.mean(successes):.2f}'))
+    return 0
+
+
+def cmd_polo(args):
+    import dataclasses
+
+    from ..learning.polo import run_polo
+    cfg = load_config(args, planner='polo')
+    task = cfg.make_task()
+    steps = args.steps or 10 * task.episode_steps
+    print(f'POLO on {task.name}: MPPI horizon {cfg.planner.horizon}, {cfg.planner.budget} '
+          f'samples/step, {cfg.value.members} value networks, {steps} agent steps')
+
+    def on_episode(i, ep):
+        if not args.quiet:
+            print(f'episode {i + 1}: return {ep.ret:.2f}', flush=True)
+    run = run_polo(task, dataclasses.asdict(cfg.planner), cfg.value, steps, seed=cfg.seed,
+                   threads=cfg.rollout.threads, on_episode=on_episode)
+    run.ensemble.export(task, args.out)
+    print(f'value ensemble -> {args.out}; to use it as the terminal value of a planner, set '
+          f'value_model: {args.out} in its settings (planner: or planners.<name>:)')
+    return 0
+
+
+def add_parsers(sub):
+    p = sub.add_parser('tasks', help='list the registered tasks')
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser('mpc', help='run the planner as an MPC controller and report return '
+                       'and planning rate')
+    add_config_args(p)
+    p.add_argument('--steps', type=positive_int,
+                   help='control steps per episode (default: the task\'s)')
+    p.add_argument('--episodes', type=positive_int, default=1, help='episodes (default 1)')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.set_defaults(func=cmd_mpc)
+
+    p = sub.add_parser('train', help='extract a policy with APEX (guided expert + DAgger)')
+    add_config_args(p)
+    p.add_argument('--out', required=True, help='run directory (bundles, metrics, plot, '
+                   'checkpoint)')
+    p.add_argument('--resume', action='store_true', help='continue the run in --out')
+    p.add_argument('--allow-config-change', action='store_true', help='with --resume: continue '
+                   'even if the config differs from the one the run was started with')
+    p.add_argument('--iterations', type=positive_int,
+                   help='APEX iterations (= --set apex.iterations)')
+    p.add_argument('--dataset', nargs='+', metavar='SHARD', help='dataset shards to add')
+    p.add_argument('--quiet', action='store_true', help='no progress bars')
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser('eval', help='evaluate a policy bundle, or the expert planner')
+    add_config_args(p)
+    p.add_argument('--policy', help='policy bundle (.onnx)')
+    p.add_argument('--expert', action='store_true', help='evaluate the planner (guided by '
+                   '--policy if given)')
+    p.add_argument('--episodes', type=positive_int, default=5, help='episodes (default 5)')
+    p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser('polo', help='POLO: MPPI + value-ensemble learning; exports the '
+                       'value ensemble (ONNX)')
+    add_config_args(p, planner=False, budget_help='MPPI samples per planning step '
+                    '(= --set planners.polo.budget)')
+    p.add_argument('--steps', type=positive_int, help='agent steps (default: 10 episodes)')
+    p.add_argument('--out', required=True, help='value ensemble file (.onnx)')
+    p.add_argument('--quiet', action='store_true', help='no progress output')
+    p.set_defaults(func=cmd_polo)
