@@ -46,6 +46,10 @@ class LaunchArgument:
     default: str | None     # None: required
     description: str
 
+    def __post_init__(self):
+        if self.type not in TYPES:
+            raise ValueError(f'launch argument {self.name}: type {self.type!r} not in {TYPES}')
+
     def check(self, value: str) -> str:
         """`value` as the node's parameter will read it; ApexError naming the argument and the
         expected type if it does not read as that type. A float written as an integer gets

@@ -77,7 +77,7 @@ class SimNode(Node):
             self.create_timer(self.republish_period, self.on_idle)
         self.get_logger().info(
             f'{self.task_name}: {self.mode} at {1 / self.task.dt:.1f} Hz, commands on '
-            f'{self.command_topic} for joints {self.task.actuated_joints()}')
+            f'{self.command_topic} for joints {self.actuated}')
 
     # --- episode ----------------------------------------------------------------------------
     def _reset(self):
