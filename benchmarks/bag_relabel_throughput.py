@@ -29,7 +29,6 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
 from apex_ros.bags import metadata as md
-from apex_ros.bags.episodes import joint_columns
 from apex_ros.bags.relabel import Expert, expert_settings, relabel_bags
 from apex_ros.bags.writer import BagWriter
 from apex_ros.cli.bench import environment, write_json
@@ -38,6 +37,7 @@ from apex_ros.deploy.bundle import PolicyBundle
 from apex_ros.deploy.export import export_bundle
 from apex_ros.learning.student import MLPPolicy
 from apex_ros.ros import protocol as topics
+from apex_ros.sim.observation import joint_columns
 from apex_ros.sim.simulation import Simulation
 
 
@@ -54,8 +54,8 @@ def record(path, task, policy, episodes):
             for step in range(task.episode_steps + 1):
                 state = sim.state()
                 t += 1_000_000
-                w.write(topics.FULL_STATE, serialize_message(Float64MultiArray(
-                    data=topics.pack_full_state(e, step, state, sim.warmstart()))), t)
+                full = topics.pack_full_state(topics.FullState(e, step, state, sim.warmstart()))
+                w.write(topics.FULL_STATE, serialize_message(Float64MultiArray(data=full.data)), t)
                 js = JointState(name=list(cols), position=[float(state[c[0]]) for c in
                                                            cols.values()],
                                 velocity=[float(state[c[1]]) for c in cols.values()])

@@ -25,12 +25,12 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 from rosutil import NodeProcesses, wait_for
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64, Float64MultiArray
+from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
 
 from apex_ros import cli
 from apex_ros.bags import metadata as md
-from apex_ros.bags.episodes import joint_columns, load_episodes
+from apex_ros.bags.episodes import load_episodes
 from apex_ros.bags.reader import BagReader
 from apex_ros.bags.relabel import relabel_bags
 from apex_ros.bags.writer import BagError, BagWriter
@@ -39,7 +39,9 @@ from apex_ros.deploy.export import export_bundle
 from apex_ros.learning.dataset import Dataset
 from apex_ros.learning.student import MLPPolicy
 from apex_ros.ros import protocol as topics
+from apex_ros.ros.nodes.common import float64_array
 from apex_ros.sim.episodes import policy_actor, run_episode
+from apex_ros.sim.observation import joint_columns
 from apex_ros.sim.simulation import Simulation
 
 JOINT_STATE_TYPE = 'sensor_msgs/msg/JointState'
@@ -88,8 +90,9 @@ def record_rollouts(path, task, policy, seeds, full_state=True, joint_states=Tru
             states.append(state)
             t += 1_000_000
             if full_state:
-                w.write(topics.FULL_STATE, serialize_message(Float64MultiArray(
-                    data=topics.pack_full_state(e, step, state, sim.warmstart()))), t)
+                w.write(topics.FULL_STATE, serialize_message(float64_array(
+                    topics.pack_full_state(topics.FullState(e, step, state, sim.warmstart())))),
+                        t)
             if joint_states:
                 w.write(topics.JOINT_STATES,
                         serialize_message(joint_state(task, state, sim.data.time)), t)
@@ -209,7 +212,8 @@ def test_reads_bags_of_independent_writers(small, weak_policy, tmp_path):
                 t += 1_000
                 w.write_message(topics.FULL_STATE, schemas[ARRAY_TYPE], {
                     'layout': {'dim': [], 'data_offset': 0},
-                    'data': topics.pack_full_state(e, step, state, sim.warmstart())}, t)
+                    'data': topics.pack_full_state(
+                        topics.FullState(e, step, state, sim.warmstart())).data}, t)
                 js = joint_state(task, state, sim.data.time)
                 w.write_message(topics.JOINT_STATES, schemas[JOINT_STATE_TYPE], {
                     'header': {'stamp': {'sec': js.header.stamp.sec,
@@ -348,7 +352,8 @@ def test_truncated_and_corrupt_bags_are_read_up_to_the_damage(small, weak_policy
     assert reader.damaged
     # the relabeler gets every state before the damage
     episodes, notes = load_episodes(reader, task)
-    labelable = [m for m in got if m.msg.data[1] < task.episode_steps]
+    labelable = [m for m in got if topics.unpack_full_state(
+        m.msg.data, task.layout.size, task.model.nv).step < task.episode_steps]
     assert sum(len(e.states) for e in episodes) == len(labelable)
 
 

@@ -75,7 +75,9 @@ def tiny_config(tmp_path):
 
 # --- the simulation node -------------------------------------------------------------------
 
-def test_sim_node_rejects_wrong_size_and_non_finite_commands(node, tmp_path):
+def test_sim_node_rejects_wrong_size_and_non_finite_commands(node, tmp_path, cartpole):
+    def step(msg):
+        return topics.unpack_full_state(msg.data, cartpole.layout.size, cartpole.model.nv).step
     log = tmp_path / 'sim.log'
     procs = rosutil.NodeProcesses()
     procs.start(rosutil.executable('sim_node', 'apex_ros.ros.nodes.sim_node'), 'sim',
@@ -86,7 +88,7 @@ def test_sim_node_rejects_wrong_size_and_non_finite_commands(node, tmp_path):
                                     10)
         assert rosutil.wait_for_subscribers(pub, spin=node, timeout=20)
         assert states.wait(1, timeout=20, spin=node)            # the reset state (re-sent)
-        assert int(states.msgs[-1].data[1]) == 0
+        assert step(states.msgs[-1]) == 0
         # commands are depth 1: wait for each verdict before sending the next
         pub.publish(Float64MultiArray(data=[0.1, 0.2]))          # cartpole has 1 actuator
         assert rosutil.wait_for(lambda: 'expected 1 values' in log.read_text(), 10)
@@ -94,9 +96,9 @@ def test_sim_node_rejects_wrong_size_and_non_finite_commands(node, tmp_path):
         pub.publish(Float64MultiArray(data=[math.nan]))
         assert rosutil.wait_for(lambda: 'non-finite' in log.read_text(), 10)
         pub.publish(Float64MultiArray(data=[0.5]))               # the only valid one
-        assert rosutil.wait_for(lambda: any(int(m.data[1]) >= 1 for m in states.msgs), 10,
+        assert rosutil.wait_for(lambda: any(step(m) >= 1 for m in states.msgs), 10,
                                 spin=node)
-        steps = {int(m.data[1]) for m in states.msgs}
+        steps = {step(m) for m in states.msgs}
         assert max(steps) == 1, 'a rejected command was applied'
     finally:
         procs.stop_all()
@@ -140,7 +142,7 @@ def test_runner_rejects_unknown_arguments():
 
 # --- APEX through the graph -----------------------------------------------------------------
 
-def test_graph_trains_a_policy_and_the_executor_drives_the_sim(tmp_path):
+def test_graph_trains_a_policy_and_the_executor_drives_the_sim(tmp_path, cartpole):
     log = tmp_path / 'apex.log'
     run, bag = tmp_path / 'run', tmp_path / 'bag'
     proc = launch(['sim_apex', f'config:={tiny_config(tmp_path)}', f'out_dir:={run}',
@@ -162,7 +164,8 @@ def test_graph_trains_a_policy_and_the_executor_drives_the_sim(tmp_path):
     # record:=DIR recorded the policy rollouts (the DAgger one and the final drive: sim
     # episodes 2 and 3), not the expert's (episode 1); cleanly closed, so nothing to recover
     reader = BagReader(bag)
-    episodes = {int(m.msg.data[0]) for m in reader.messages([topics.FULL_STATE], decode=True)}
+    episodes = {topics.unpack_full_state(m.msg.data, cartpole.layout.size, cartpole.model.nv)
+                .episode for m in reader.messages([topics.FULL_STATE], decode=True)}
     assert episodes == {2, 3}
     assert not reader.damaged
 

@@ -18,14 +18,13 @@ freshly reset planner); segments of fewer than 2 states (a lone final state) are
 """
 import dataclasses
 
-import mujoco
 import numpy as np
 
 from ..ros import protocol as topics
+from ..sim.observation import ONE_DOF, JointStates
 from .reader import BagReader
 from .writer import BagError
 
-ONE_DOF = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
 MIN_STATES = 2
 
 
@@ -34,15 +33,6 @@ class RecordedEpisode:
     states: np.ndarray              # (T, nstate)
     warmstarts: np.ndarray | None   # (T, nv), full-state source only
     source: dict                    # provenance: bag, topic, episode, stamps, files
-
-
-def joint_columns(model) -> dict:
-    """{joint name: (qpos column, qvel column)} of the 1-dof joints in the state vector."""
-    from ..sim.state import StateLayout
-    layout = StateLayout.of(model)
-    return {model.joint(j).name: (layout.qpos.start + model.jnt_qposadr[j],
-                                  layout.qvel.start + model.jnt_dofadr[j])
-            for j in range(model.njnt) if int(model.jnt_type[j]) in ONE_DOF}
 
 
 def load_episodes(reader: BagReader, task, source: str = 'auto',
@@ -79,15 +69,14 @@ class FullStateEpisodes:
     def load(self):
         segments, current = [], {}    # current: episode id -> open segment
         duplicates = 0
-        expected = topics.HEADER + self.nstate + self.nv
         for m in self.reader.messages([self.topic], decode=True):
-            data = np.asarray(m.msg.data, dtype=np.float64)
-            if len(data) != expected:
-                raise BagError(
-                    f'{self.reader.path}: {self.topic} message {m.index} has {len(data)} values '
-                    f'but task {self.task.name} needs {expected} (2 header + {self.nstate} '
-                    f'state + {self.nv} warmstart): recorded with another task or model?')
-            episode, step, state, ws = topics.unpack_full_state(data, self.nstate)
+            try:
+                full = topics.unpack_full_state(m.msg.data, self.nstate, self.nv, self.topic)
+            except topics.ProtocolError as e:
+                raise BagError(f'{self.reader.path}: message {m.index} on {e} for task '
+                               f'{self.task.name}: recorded with another task or model?'
+                               ) from None
+            episode, step, state, ws = full.episode, full.step, full.state, full.warmstart
             seg = current.get(episode)
             restarted = seg is not None and step == 0 and (
                 seg['ended'] or (seg['steps'] and seg['steps'][-1] > 0))
@@ -135,10 +124,9 @@ class JointStateEpisodes:
         self.gap_ns = int(episode_gap * 1e9)
         self.dt_ns = int(round(task.dt * 1e9))
         self.ignore = set(ignore_joints)
-        self.columns = joint_columns(task.model)
+        joints = JointStates(task.model)
+        self.columns, self.default = joints.columns, joints.default_state
         self.extra = dict(getattr(task, 'bag_state_topics', None) or {})
-        self.default = np.zeros(task.layout.size)
-        self.default[task.layout.qpos] = task.model.qpos0
         self.notes = []
         self._names, self._index = None, None
         self._check_model_joints()

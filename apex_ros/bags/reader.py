@@ -24,6 +24,7 @@ from . import metadata as md
 from .writer import BagError
 
 MAX_LISTED = 5   # backwards-time events spelled out; the rest are counted
+MCAP_MAGIC = b'\x89MCAP'   # the first bytes of every MCAP file (then the version, '\r\n')
 
 
 @dataclasses.dataclass
@@ -84,6 +85,8 @@ class BagReader:
         self.backwards_count = 0
         self.files: list[FileStatus] = []
         if self.path.is_file():
+            if not _starts_as_mcap(self.path):
+                raise BagError(f'{self.path}: not an MCAP file (or rosbag2 directory)')
             self.root, self.metadata = self.path.parent, None
             self.file_names = [self.path.name]
             self.notes.append(f'{self.path}: a single MCAP file, no metadata.yaml')
@@ -276,6 +279,14 @@ class BagReader:
 
 class _Damage(Exception):
     pass
+
+
+def _starts_as_mcap(path: Path) -> bool:
+    try:
+        with open(path, 'rb') as f:
+            return f.read(len(MCAP_MAGIC)) == MCAP_MAGIC
+    except OSError as e:
+        raise BagError(f'{path}: cannot read ({e.strerror})') from None
 
 
 class _FileState:

@@ -14,6 +14,8 @@ import json
 import numpy as np
 
 from ..errors import ApexError
+from .observation import parse_term
+from .onnx_session import make_session
 
 FORMAT = 'apex_ros.policy_bundle'
 FORMAT_VERSION = 1
@@ -50,17 +52,11 @@ class PolicyBundle:
 
     def __init__(self, path, threads: int = 1):
         """`path`: an .onnx file, or the bundle's bytes (then shown as '<memory>')."""
-        import onnxruntime as ort
-        source = path
         self.path = '<memory>' if isinstance(path, bytes) else str(path)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(source if isinstance(source, bytes) else self.path,
-                                                opts, providers=['CPUExecutionProvider'])
-        except Exception as e:  # onnxruntime raises several exception types for bad files
-            raise BundleError(f'{self.path}: cannot load ONNX model: {e}') from None
+            self.session = make_session(path, threads, 'ONNX policy bundle')
+        except ApexError as e:
+            raise BundleError(str(e)) from None
         props = self.session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in props:
             raise BundleError(f'{self.path}: not an apex_ros policy bundle '
@@ -128,7 +124,7 @@ class PolicyBundle:
 
     def required_joints(self) -> list:
         """Every joint the policy reads (observation) or commands (action), in first-use order."""
-        names = [t.split(':', 1)[1].split('[', 1)[0] for t in self.obs_terms] + self.joints
+        names = [parse_term(t).joint for t in self.obs_terms] + self.joints
         return list(dict.fromkeys(names))
 
     def check_signature(self, expected: dict):

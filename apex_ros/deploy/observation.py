@@ -1,29 +1,56 @@
-"""A bundle's observation rebuilt from a robot's joint states, by joint name.
+"""Observation terms, and a bundle's observation rebuilt from a robot's joint states by name.
 
-Light on purpose (numpy only): the policy executor uses it on the robot. Terms are the
-bundle's `obs.terms` (qpos:J, qvel:J, cos:J, sin:J); multi-coordinate terms (J[i], free or
-ball joints) have no sensor_msgs/JointState equivalent and are refused.
+Light on purpose (numpy only): the policy executor uses it on the robot, the simulation
+(apex_ros.sim.observation) parses the same terms with the same function.
+
+A term is KIND:JOINT or KIND:JOINT[i]:
+  qpos, qvel   the joint's position / velocity
+  cos, sin     cos / sin of the joint's position
+  [i]          coordinate i of a multi-coordinate joint (free: 7 qpos, 6 qvel; ball: 4, 3)
 """
+import dataclasses
+import re
+
 import numpy as np
 
 from ..errors import ApexError
 
-_KINDS = ('qpos', 'qvel', 'cos', 'sin')
+KINDS = ('qpos', 'qvel', 'cos', 'sin')
+_TERM = re.compile(r'^([^:]*):([A-Za-z0-9_./-]+)(?:\[(\d+)\])?$')
+
+
+@dataclasses.dataclass(frozen=True)
+class ObsTerm:
+    kind: str                # one of KINDS
+    joint: str               # joint name
+    index: int | None = None  # coordinate of a multi-coordinate joint; None: the joint's only one
+
+def parse_term(term: str) -> ObsTerm:
+    """'cos:hinge' -> ObsTerm('cos', 'hinge', None); 'qvel:root[2]' -> ObsTerm('qvel', 'root', 2).
+    Raises ApexError naming the term and what is wrong with it."""
+    m = _TERM.match(term) if isinstance(term, str) else None
+    if m is None or m.group(1) not in KINDS:
+        what = (f'unknown kind {m.group(1)!r}; ' if m is not None else '')
+        raise ApexError(f'observation term {term!r}: {what}expected '
+                        f'{"|".join(KINDS)}:JOINT, optionally JOINT[i]')
+    index = m.group(3)
+    return ObsTerm(m.group(1), m.group(2), None if index is None else int(index))
 
 
 class JointObservation:
+    """obs_terms -> a callable (names, positions, velocities) -> observation, for 1-dof joints
+    (multi-coordinate terms have no sensor_msgs/JointState equivalent and are refused)."""
+
     def __init__(self, obs_terms):
         self.terms = list(obs_terms)
         self._kinds, self._joints = [], []
         for term in self.terms:
-            kind, _, joint = term.partition(':')
-            if kind not in _KINDS or not joint:
-                raise ApexError(f'observation term {term!r}: expected qpos|qvel|cos|sin:JOINT')
-            if '[' in joint:
+            parsed = parse_term(term)
+            if parsed.index is not None:
                 raise ApexError(f'observation term {term!r} reads one coordinate of a '
                                 'multi-coordinate joint; /joint_states cannot provide it')
-            self._kinds.append(kind)
-            self._joints.append(joint)
+            self._kinds.append(parsed.kind)
+            self._joints.append(parsed.joint)
         self.joints = list(dict.fromkeys(self._joints))
         self._uses_velocity = np.array([k == 'qvel' for k in self._kinds])
         self._cos = np.array([k == 'cos' for k in self._kinds])

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 
 from ..errors import ApexError
+from .onnx_session import make_session
 
 
 class TorchPolicy:
@@ -34,14 +35,7 @@ class OnnxPolicy:
         if isinstance(session_or_path, ort.InferenceSession):
             self.session = session_or_path
         else:
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = 1
-            opts.inter_op_num_threads = 1
-            try:
-                self.session = ort.InferenceSession(str(session_or_path), opts,
-                                                    providers=['CPUExecutionProvider'])
-            except Exception as e:  # onnxruntime raises several types for bad files
-                raise ApexError(f'{session_or_path}: cannot load ONNX policy: {e}') from None
+            self.session = make_session(session_or_path, what='ONNX policy')
         inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
         self._input = inp.name
         self.obs_dim = inp.shape[-1]

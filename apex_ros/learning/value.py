@@ -29,6 +29,8 @@ import numpy as np
 from .. import __version__
 from ..config import require
 from ..deploy.bundle import METADATA_KEY, BundleError
+from ..deploy.onnx_session import make_session
+from ..errors import ApexError
 from ..files import atomic_write_bytes
 
 FORMAT = 'apex_ros.value_ensemble'
@@ -91,17 +93,11 @@ class ValueBundle:
 
     def __init__(self, source, threads: int = 1):
         """`source`: an .onnx path or the file's bytes."""
-        import onnxruntime as ort
         self.path = '<memory>' if isinstance(source, bytes) else str(source)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(
-                source if isinstance(source, bytes) else self.path, opts,
-                providers=['CPUExecutionProvider'])
-        except Exception as e:  # onnxruntime raises several exception types for bad files
-            raise BundleError(f'{self.path}: cannot load ONNX value model: {e}') from None
+            self.session = make_session(source, threads, 'ONNX value model')
+        except ApexError as e:
+            raise BundleError(str(e)) from None
         props = self.session.get_modelmeta().custom_metadata_map
         try:
             self.meta = json.loads(props[METADATA_KEY])

@@ -9,9 +9,14 @@ argv of a node, exactly as launch_ros builds it:
   EXE [arguments] [--ros-args -p k:=v ...] --ros-args -r __node:=NAME
       [--params-file FILE ...] [-r from:=to ...]
 Launch arguments travel as `-p` rules before the parameter files; a file never sets them
-(rcl lets a later --params-file override an earlier -p).
+(rcl lets a later --params-file override an earlier -p). Each argument declares its type,
+checked before any node starts (a node would otherwise die on a parameter of the wrong type).
 """
 import dataclasses
+import re
+
+from ..errors import ApexError
+from . import protocol
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,32 +31,60 @@ class NodeSpec:
     package: str = 'apex_ros'
 
 
+# The spellings rcl's parameter parser reads as each type (a -p value is YAML).
+_INT = re.compile(r'^[+-]?[0-9]+$')
+_FLOAT = re.compile(r'^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$')
+_BOOLS = ('true', 'false', 'True', 'False', 'TRUE', 'FALSE', 'yes', 'no', 'Yes', 'No',
+          'YES', 'NO', 'on', 'off', 'On', 'Off', 'ON', 'OFF', 'y', 'n', 'Y', 'N')
+TYPES = ('int', 'float', 'bool', 'str', 'path')
+
+
 @dataclasses.dataclass(frozen=True)
 class LaunchArgument:
     name: str
+    type: str               # one of TYPES: what the node's parameter takes
     default: str | None     # None: required
     description: str
 
+    def __post_init__(self):
+        if self.type not in TYPES:
+            raise ValueError(f'launch argument {self.name}: type {self.type!r} not in {TYPES}')
+
+    def check(self, value: str) -> str:
+        """`value` as the node's parameter will read it; ApexError naming the argument and the
+        expected type if it does not read as that type. A float written as an integer gets
+        '.0' (rcl would read it as an int, which a float parameter refuses)."""
+        if self.type == 'float' and _INT.match(value):
+            return value + '.0'
+        ok = {'int': _INT.match, 'float': _FLOAT.match, 'bool': _BOOLS.__contains__}
+        if self.type in ok and not ok[self.type](value):
+            raise ApexError(f'launch argument {self.name}:={value}: expected {self.type}'
+                            + (' (true or false)' if self.type == 'bool' else '')
+                            + f'; {self.name}: {self.description}')
+        return value
+
 
 SIM_APEX_ARGUMENTS = (
-    LaunchArgument('task', 'cartpole_swingup', 'registered task name'),
-    LaunchArgument('config', 'default', "task config YAML ('default': config/<task>.yaml)"),
-    LaunchArgument('out_dir', 'runs/sim_apex', 'run directory for bundles, metrics, plot'),
-    LaunchArgument('iterations', '0', "APEX iterations (0: the config's apex.iterations)"),
-    LaunchArgument('resume', 'false', 'continue the run in out_dir'),
-    LaunchArgument('allow_config_change', 'false', 'with resume: continue even if the config '
-                   'differs from the one the run was started with'),
-    LaunchArgument('set', "''", "config settings, as --set gives them: "
+    LaunchArgument('task', 'str', 'cartpole_swingup', 'registered task name'),
+    LaunchArgument('config', 'path', 'default',
+                   "task config YAML ('default': config/<task>.yaml)"),
+    LaunchArgument('out_dir', 'path', 'runs/sim_apex', 'run directory for bundles, metrics, plot'),
+    LaunchArgument('iterations', 'int', '0', "APEX iterations (0: the config's apex.iterations)"),
+    LaunchArgument('resume', 'bool', 'false', 'continue the run in out_dir'),
+    LaunchArgument('allow_config_change', 'bool', 'false', 'with resume: continue even if the '
+                   'config differs from the one the run was started with'),
+    LaunchArgument('set', 'str', "''", "config settings, as --set gives them: "
                    "'apex.iterations=3,planner.budget=60' (',' or ';' between them)"),
-    LaunchArgument('record', "''", "bag directory to record the policy rollouts to (rosbag2 "
-                   "MCAP, with the full state, for `apex-ros relabel`); '' (empty): none"),
+    LaunchArgument('record', 'path', "''", "bag directory to record the policy rollouts to "
+                   "(rosbag2 MCAP, with the full state, for `apex-ros relabel`); '' (empty): "
+                   "none"),
 )
 
 POLICY_ARGUMENTS = (
-    LaunchArgument('params_file', 'policy_executor.yaml',
+    LaunchArgument('params_file', 'path', 'policy_executor.yaml',
                    "the robot's executor parameters (file name under config/, or a path)"),
-    LaunchArgument('bundle', None, 'policy bundle (.onnx) to run; later bundles announced on '
-                   '/apex/policy_bundle replace it after validation'),
+    LaunchArgument('bundle', 'path', None, 'policy bundle (.onnx) to run; later bundles '
+                   f'announced on {protocol.POLICY_BUNDLE} replace it after validation'),
 )
 
 
@@ -60,10 +93,10 @@ def sim_apex(args: dict) -> list:
     task_params = (('task', args['task']), ('config', args['config']),
                    ('set', args.get('set', "''")))
     nodes = [
-        NodeSpec('sim_node', 'sim', ('sim_apex.yaml',), task_params),
-        NodeSpec('planner_node', 'planner', ('sim_apex.yaml',), task_params),
-        NodeSpec('policy_executor', 'policy_executor', ('sim_apex.yaml',)),
-        NodeSpec('trainer_node', 'trainer', ('sim_apex.yaml',), task_params + (
+        NodeSpec('sim_node', protocol.SIM_NODE, ('sim_apex.yaml',), task_params),
+        NodeSpec('planner_node', protocol.PLANNER_NODE, ('sim_apex.yaml',), task_params),
+        NodeSpec('policy_executor', protocol.EXECUTOR_NODE, ('sim_apex.yaml',)),
+        NodeSpec('trainer_node', protocol.TRAINER_NODE, ('sim_apex.yaml',), task_params + (
             ('out_dir', args['out_dir']), ('iterations', args['iterations']),
             ('resume', args['resume']),
             ('allow_config_change', args.get('allow_config_change', 'false'))),
@@ -71,14 +104,14 @@ def sim_apex(args: dict) -> list:
     ]
     if args.get('record', "''") not in ('', "''"):
         # starts paused; the trainer records exactly the policy rollouts
-        nodes.append(NodeSpec('recorder_node', 'recorder', ('sim_apex.yaml',),
+        nodes.append(NodeSpec('recorder_node', protocol.RECORDER_NODE, ('sim_apex.yaml',),
                               (('output', args['record']),)))
     return nodes
 
 
 def policy(args: dict) -> list:
     """Only the executor, with a robot's parameter file: what runs on hardware."""
-    return [NodeSpec('policy_executor', 'policy_executor', (args['params_file'],),
+    return [NodeSpec('policy_executor', protocol.EXECUTOR_NODE, (args['params_file'],),
                      (('bundle', args['bundle']),))]
 
 

@@ -29,7 +29,8 @@ def generate_for(graph: str) -> LaunchDescription:
 
     def setup(context):
         # Plain strings from here on, exactly what `apex-ros launch` passes.
-        values = {a.name: LaunchConfiguration(a.name).perform(context) for a in arguments}
+        values = {a.name: a.check(LaunchConfiguration(a.name).perform(context))
+                  for a in arguments}
         return node_actions(graph, values)
 
     return LaunchDescription(

@@ -47,9 +47,12 @@ def resolve_params_file(name: str) -> str:
 
 
 def parse_launch_arguments(graph: str, items: list) -> dict:
+    """['name:=value', ...] -> {name: value} for every argument of `graph` (defaults filled
+    in); ApexError for an unknown, missing or mistyped argument."""
     if graph not in GRAPHS:
         raise ApexError(f'unknown graph {graph!r}; known graphs: {", ".join(sorted(GRAPHS))}')
     _, arguments = GRAPHS[graph]
+    declared = {a.name: a for a in arguments}
     values = {a.name: a.default for a in arguments}
     for item in items:
         name, sep, value = item.partition(':=')
@@ -58,7 +61,7 @@ def parse_launch_arguments(graph: str, items: list) -> dict:
         if name not in values:
             raise ApexError(f'unknown launch argument {name!r} for {graph}; known: '
                             f'{", ".join(values)}')
-        values[name] = value if value != '' else "''"
+        values[name] = declared[name].check(value if value != '' else "''")
     missing = [name for name, value in values.items() if value is None]
     if missing:
         raise ApexError(f'{graph} needs launch argument(s) {", ".join(missing)} (name:=value)')

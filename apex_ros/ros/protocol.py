@@ -1,33 +1,71 @@
-"""The graph's contract: topic and service names, QoS, and message layouts.
+"""The graph's contract: node, topic and service names, QoS, and every message layout.
 
-Plain data, no ROS imports, so the graph spec, the nodes, the recorder and tests share one
-source of truth. Conventions follow ros2_control: /joint_states from the robot (mapped by
-joint name, never by index), std_msgs/Float64MultiArray commands on
-/<controller>/commands in the controller's joint order.
+Plain data and numpy, no ROS imports, so the graph spec, the nodes, the graph client, the
+bag tools and tests share one source of truth (rclpy message objects are built from these
+forms by apex_ros.ros.nodes.common). Every layout is packed and unpacked here and nowhere
+else. Conventions follow ros2_control: /joint_states from the robot (mapped by joint name,
+never by index), std_msgs/Float64MultiArray commands on /<controller>/commands in the
+controller's joint order.
 
-Full physics state (simulation only), std_msgs/Float64MultiArray on FULL_STATE:
-    data = [episode, step, *state (FULLPHYSICS, nstate), *qacc_warmstart (nv)]
-    layout.dim labels: 'header' (2), 'state' (nstate), 'warmstart' (nv)
-Demonstrations from the planner, Float64MultiArray on DEMONSTRATIONS:
-    data = [episode, step, *observation, *action]
+Float64MultiArray layouts: `data` is a concatenation of named segments, and `layout.dim`
+labels them in order, one MultiArrayDimension per segment (label, size, stride = size):
+  FULL_STATE      (simulation only) FullState:
+                  'header' 2 [episode, step] | 'state' nstate (FULLPHYSICS) | 'warmstart' nv
+  DEMONSTRATIONS  Demonstration: 'header' 2 [episode, step] | 'observation' obs_dim
+                  | 'action' nu    (the planner's (observation, action) for that state)
+  commands        'command' nu, in the controller's joint order (forward controllers read
+                  `data` only)
+An unpacker checks the sizes and raises ProtocolError naming the topic.
+
+Other messages: REWARD (std_msgs/Float64, one per control step) and EPISODE_RETURN
+(std_msgs/Float64, when an episode ends) are monitoring values; POLICY_BUNDLE
+(std_msgs/String, transient local) carries the path of a bundle file.
+
+Services: the sim's reset is std_srvs/Trigger; its reply's `message` is the JSON object
+{"episode": E, "seed": S} (pack_reset_reply / unpack_reset_reply). std_srvs is the only
+service package with a ready-made request/response pair in the ros-jazzy wheels apex_ros
+runs on; a custom .srv (Reset.srv -> episode, seed) would need a rosidl build of an
+interface package, so the reply's structure lives in the JSON text instead. The planner's
+set_active is std_srvs/SetBool; the recorder's pause/resume/split_bagfile are Trigger.
 """
+import dataclasses
+import json
+
+import numpy as np
+
+from ..errors import ApexError
+
+# --- names ---------------------------------------------------------------------------------
 JOINT_STATES = '/joint_states'
 FULL_STATE = '/apex/full_state'
-REWARD = '/apex/reward'                  # std_msgs/Float64 per control step
-EPISODE_RETURN = '/apex/episode_return'  # std_msgs/Float64 when an episode ends
-POLICY_BUNDLE = '/apex/policy_bundle'    # std_msgs/String path, transient local
+REWARD = '/apex/reward'
+EPISODE_RETURN = '/apex/episode_return'
+POLICY_BUNDLE = '/apex/policy_bundle'
 DEMONSTRATIONS = '/apex/demonstrations'
 CLOCK = '/clock'
-RELABEL_REQUEST = '/apex/relabel_request'  # Float64MultiArray, see pack_relabel_request
-RELABEL_RESULT = '/apex/relabel_result'
 DEFAULT_CONTROLLER = 'effort_controller'
+
+# Node names in the graphs (apex_ros.ros.graph) and the graph client's defaults.
+SIM_NODE, PLANNER_NODE, EXECUTOR_NODE = 'sim', 'planner', 'policy_executor'
+RECORDER_NODE, TRAINER_NODE = 'recorder', 'trainer'
+
+# Private services (the node serves '~/name'; others call '/<node>/name', see service()).
+RESET = '~/reset'                    # sim: std_srvs/Trigger, reply see pack_reset_reply
+SET_ACTIVE = '~/set_active'          # planner: std_srvs/SetBool
+ESTOP = '~/estop'                    # policy executor: std_srvs/SetBool
+PAUSE, RESUME, SPLIT_BAGFILE = '~/pause', '~/resume', '~/split_bagfile'  # recorder: Trigger
 
 
 def command_topic(controller: str) -> str:
     return f'/{controller}/commands'
 
 
-# QoS, as plain settings (nodes build rclpy QoSProfile objects from these).
+def service(node: str, private_name: str) -> str:
+    """The absolute name of `node`'s private service: service('sim', RESET) -> '/sim/reset'."""
+    return f'/{node}/{private_name.removeprefix("~/")}'
+
+
+# --- QoS, as plain settings (apex_ros.ros.qos builds the rclpy profiles) --------------------
 STATE_QOS = {'reliability': 'best_effort', 'depth': 1}      # state subscriptions
 STATE_PUB_QOS = {'reliability': 'reliable', 'depth': 10}    # state publishers (recorders keep up)
 # Every full state is training data. A reliable writer only re-sends what is still in its
@@ -39,33 +77,125 @@ COMMAND_QOS = {'reliability': 'reliable', 'depth': 1}       # command publishers
 BUNDLE_QOS = {'reliability': 'reliable', 'depth': 1, 'durability': 'transient_local'}
 EVENT_QOS = {'reliability': 'reliable', 'depth': 100}       # rewards, returns, demonstrations
 
-HEADER = 2  # episode, step at the front of FULL_STATE and DEMONSTRATIONS data
+
+# --- layouts ------------------------------------------------------------------------------
+class ProtocolError(ApexError):
+    """A message that does not have its topic's or service's layout; names the topic."""
 
 
-def pack_full_state(episode: int, step: int, state, warmstart) -> list:
-    return [float(episode), float(step), *map(float, state), *map(float, warmstart)]
+@dataclasses.dataclass(frozen=True)
+class MultiArray:
+    """A Float64MultiArray's content: data and its labelled segments ((label, size), ...)."""
+    data: list
+    dims: tuple
 
 
-def unpack_full_state(data, nstate: int):
-    """-> (episode, step, state, warmstart) from FULL_STATE data (a sequence of floats)."""
-    episode, step = int(data[0]), int(data[1])
-    return episode, step, data[HEADER:HEADER + nstate], data[HEADER + nstate:]
+def _pack(segments) -> MultiArray:
+    """segments: (label, values) pairs -> MultiArray with one dim per segment."""
+    arrays = [(label, np.asarray(values, dtype=np.float64).ravel()) for label, values in segments]
+    return MultiArray(np.concatenate([a for _, a in arrays]).tolist(),
+                      tuple((label, len(a)) for label, a in arrays))
 
 
-def pack_relabel_request(request_id: int, seed: int, states, warmstarts) -> list:
-    """[id, seed, n, *states (n x nstate), *warmstarts (n x nv, or none)]."""
-    import numpy as np
-    states = np.asarray(states, dtype=np.float64)
-    ws = np.asarray(warmstarts if warmstarts is not None and len(warmstarts) else [],
-                    dtype=np.float64)
-    return [float(request_id), float(seed), float(len(states)), *states.ravel(), *ws.ravel()]
-
-
-def unpack_relabel_request(data, nstate: int, nv: int):
-    import numpy as np
+def _split(data, topic: str, sizes: dict) -> dict:
+    """data -> {label: float64 array} for the segments `sizes` ({label: size}, in order)."""
     data = np.asarray(data, dtype=np.float64)
-    request_id, seed, n = int(data[0]), int(data[1]), int(data[2])
-    states = data[3:3 + n * nstate].reshape(n, nstate)
-    rest = data[3 + n * nstate:]
-    warmstarts = rest.reshape(n, nv) if len(rest) == n * nv and n else None
-    return request_id, seed, states, warmstarts
+    expected = sum(sizes.values())
+    if data.shape != (expected,):
+        spelled = ' + '.join(f'{n} {label}' for label, n in sizes.items())
+        raise ProtocolError(f'{topic}: {data.size} values, expected {expected} '
+                            f'({spelled})')
+    out, start = {}, 0
+    for label, n in sizes.items():
+        out[label] = data[start:start + n]
+        start += n
+    return out
+
+
+HEADER = 2  # [episode, step] at the front of FULL_STATE and DEMONSTRATIONS
+
+
+@dataclasses.dataclass(frozen=True)
+class FullState:
+    episode: int
+    step: int
+    state: np.ndarray       # (nstate,) mujoco FULLPHYSICS state
+    warmstart: np.ndarray   # (nv,) qacc_warmstart
+
+
+def pack_full_state(s: FullState) -> MultiArray:
+    return _pack((('header', (s.episode, s.step)), ('state', s.state),
+                  ('warmstart', s.warmstart)))
+
+
+def unpack_full_state(data, nstate: int, nv: int, topic: str = FULL_STATE) -> FullState:
+    parts = _split(data, topic, {'header': HEADER, 'state': nstate, 'warmstart': nv})
+    episode, step = parts['header']
+    return FullState(int(episode), int(step), parts['state'], parts['warmstart'])
+
+
+@dataclasses.dataclass(frozen=True)
+class Demonstration:
+    episode: int
+    step: int
+    observation: np.ndarray   # (obs_dim,)
+    action: np.ndarray        # (nu,) the expert's action for that state
+
+
+def pack_demonstration(d: Demonstration) -> MultiArray:
+    return _pack((('header', (d.episode, d.step)), ('observation', d.observation),
+                  ('action', d.action)))
+
+
+def unpack_demonstration(data, obs_dim: int, nu: int,
+                         topic: str = DEMONSTRATIONS) -> Demonstration:
+    parts = _split(data, topic, {'header': HEADER, 'observation': obs_dim, 'action': nu})
+    episode, step = parts['header']
+    return Demonstration(int(episode), int(step), parts['observation'], parts['action'])
+
+
+def pack_command(values) -> MultiArray:
+    return _pack((('command', values),))
+
+
+def unpack_command(data, joints: list, topic: str) -> np.ndarray:
+    """-> command (len(joints),); ProtocolError naming the topic if the size is wrong or a
+    value is not finite (nothing of such a command may be applied)."""
+    data = np.asarray(data, dtype=np.float64)
+    if data.shape != (len(joints),):
+        raise ProtocolError(f'{topic}: expected {len(joints)} values {list(joints)}, '
+                            f'got {data.size}')
+    if not np.all(np.isfinite(data)):
+        raise ProtocolError(f'{topic}: non-finite values {data.tolist()}')
+    return data
+
+
+# --- the sim's reset reply (std_srvs/Trigger message) ---------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ResetReply:
+    episode: int   # the new episode's id (0, 1, ...; full states carry it)
+    seed: int      # the seed its initial state was drawn with
+
+
+def pack_reset_reply(reply: ResetReply) -> str:
+    return json.dumps({'episode': reply.episode, 'seed': reply.seed})
+
+
+def unpack_reset_reply(message: str, service_name: str = service(SIM_NODE, RESET)) -> ResetReply:
+    try:
+        fields = json.loads(message)
+        return ResetReply(int(fields['episode']), int(fields['seed']))
+    except (ValueError, TypeError, KeyError):
+        raise ProtocolError(f'{service_name}: reply {message!r} is not '
+                            '{"episode": E, "seed": S}') from None
+
+
+# --- bundle announcements (std_msgs/String) -----------------------------------------------
+def pack_bundle_announcement(path) -> str:
+    return str(path)
+
+
+def unpack_bundle_announcement(text: str, topic: str = POLICY_BUNDLE) -> str:
+    if not text:
+        raise ProtocolError(f'{topic}: empty bundle path')
+    return text

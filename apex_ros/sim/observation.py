@@ -1,13 +1,17 @@
-"""A policy's observation as named terms of the state (qpos:J, qvel:J, cos:J, sin:J)."""
-import re
+"""Joint-named views of the state: a policy's observation as named terms (qpos:J, qvel:J,
+cos:J, sin:J; grammar in apex_ros.deploy.observation.parse_term), and the 1-dof joints that
+sensor_msgs/JointState carries by name."""
+import dataclasses
 
 import mujoco
 import numpy as np
 
+from ..deploy.observation import parse_term
 from ..errors import ApexError
 from .state import StateLayout
 
-_TERM = re.compile(r'^(qpos|qvel|cos|sin):([A-Za-z0-9_./-]+)(?:\[(\d+)\])?$')
+# Joint types a sensor_msgs/JointState entry (one position, one velocity) can carry.
+ONE_DOF = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
 
 
 class Observation:
@@ -22,10 +26,7 @@ class Observation:
         layout = StateLayout.of(model)
         cols, funcs = [], []
         for term in terms:
-            m = _TERM.match(term)
-            if m is None:
-                raise ApexError(f'observation term {term!r}: expected qpos|qvel|cos|sin:JOINT[i]')
-            kind, joint, coord = m.group(1), m.group(2), m.group(3)
+            kind, joint, coord = dataclasses.astuple(parse_term(term))
             jid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, joint)
             if jid < 0:
                 raise ApexError(f'observation term {term!r}: the model has no joint {joint!r}')
@@ -35,7 +36,7 @@ class Observation:
             else:
                 start, width = model.jnt_qposadr[jid], _joint_width(model, jid, 'qpos')
                 base = layout.qpos.start
-            i = int(coord or 0)
+            i = coord or 0
             if i >= width or (coord is None and width > 1):
                 raise ApexError(f'observation term {term!r}: joint {joint!r} has {width} '
                                 f'{"velocity" if kind == "qvel" else "position"} coordinates; '
@@ -82,3 +83,45 @@ def joint_terms(model, kind, skip=()):
             if term not in skip:
                 terms.append(term)
     return tuple(terms)
+
+
+
+def joint_columns(model) -> dict:
+    """{joint name: (qpos column, qvel column)} of the 1-dof joints in the state vector."""
+    layout = StateLayout.of(model)
+    return {model.joint(j).name: (layout.qpos.start + int(model.jnt_qposadr[j]),
+                                  layout.qvel.start + int(model.jnt_dofadr[j]))
+            for j in range(model.njnt) if int(model.jnt_type[j]) in ONE_DOF}
+
+
+class JointStates:
+    """The model's 1-dof (hinge, slide) joints as sensor_msgs/JointState carries them: by name,
+    one position and one velocity each, in model order."""
+
+    def __init__(self, model):
+        joints = [j for j in range(model.njnt) if int(model.jnt_type[j]) in ONE_DOF]
+        self.names = [model.joint(j).name for j in joints]
+        self.qpos = np.array([model.jnt_qposadr[j] for j in joints], dtype=np.int64)
+        self.dofs = np.array([model.jnt_dofadr[j] for j in joints], dtype=np.int64)
+        self.columns = joint_columns(model)
+        layout = StateLayout.of(model)
+        self.default_state = np.zeros(layout.size)   # qpos0, everything else 0
+        self.default_state[layout.qpos] = model.qpos0
+
+    def read(self, data):
+        """-> (positions, velocities, efforts) of the joints from mujoco.MjData."""
+        return data.qpos[self.qpos], data.qvel[self.dofs], data.qfrc_actuator[self.dofs]
+
+    def to_state(self, names, positions, velocities=None) -> np.ndarray:
+        """A full state (nstate,): the named joints set, everything else at the defaults.
+        Names the model lacks are ignored; velocities of another length than `names` are
+        treated as absent (left at 0)."""
+        state = self.default_state.copy()
+        with_velocity = velocities is not None and len(velocities) == len(names)
+        for i, name in enumerate(names):
+            cols = self.columns.get(name)
+            if cols is not None:
+                state[cols[0]] = positions[i]
+                if with_velocity:
+                    state[cols[1]] = velocities[i]
+        return state

@@ -1,10 +1,22 @@
-"""What every apex_ros node's main() does: init, build, spin single-threaded, shut down."""
+"""What every apex_ros node shares: main() (init, build, spin single-threaded, shut down) and
+the std_msgs form of the protocol's layouts."""
 import sys
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 
 from ...errors import ApexError
+from ..protocol import MultiArray
+
+
+def float64_array(packed: MultiArray) -> Float64MultiArray:
+    """A protocol layout (apex_ros.ros.protocol.pack_*) as a Float64MultiArray, its segments
+    labelled in layout.dim."""
+    msg = Float64MultiArray(data=packed.data)
+    msg.layout.dim = [MultiArrayDimension(label=label, size=size, stride=size)
+                      for label, size in packed.dims]
+    return msg
 
 
 def spin(node_factory, argv=None) -> int:

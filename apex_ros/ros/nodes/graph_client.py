@@ -4,7 +4,6 @@ executor nodes, callable from a worker thread while the node spins in another.
 Exactly one node drives the command topic at a time; every switch is an explicit call here:
 planner via ~/set_active, executor via its lifecycle (activate/deactivate).
 """
-import itertools
 import threading
 import time
 
@@ -25,16 +24,21 @@ class GraphError(ApexError):
     pass
 
 
+NOT_ARMED = 1 << 30  # an episode id no simulation reaches: nothing is collected
+
+
 class EpisodeRecorder:
     """Collects the FULL_STATE and DEMONSTRATIONS messages of one episode. Armed before the
     simulation is reset, it keeps messages of any episode id from `first_episode` on (the
     reset state is published before the reset call returns the new id)."""
 
-    def __init__(self, nstate, obs_dim):
-        self.nstate, self.obs_dim = nstate, obs_dim
+    def __init__(self, nstate, nv, obs_dim, nu, logger):
+        self.sizes = {'nstate': nstate, 'nv': nv}
+        self.demo_sizes = {'obs_dim': obs_dim, 'nu': nu}
+        self.logger = logger
         self.lock = threading.Lock()
         self.done = threading.Event()
-        self.arm(1 << 30)
+        self.arm(NOT_ARMED)
 
     def arm(self, first_episode):
         with self.lock:
@@ -42,51 +46,55 @@ class EpisodeRecorder:
             self.done.clear()
 
     def on_state(self, msg):
-        episode, step, state, ws = topics.unpack_full_state(msg.data, self.nstate)
+        try:
+            full = topics.unpack_full_state(msg.data, **self.sizes)
+        except topics.ProtocolError as e:
+            self.logger.error(f'ignored: {e}', throttle_duration_sec=2.0)
+            return
         with self.lock:
-            if episode >= self.first_episode:
-                self.states[step] = (np.array(state), np.array(ws))
+            if full.episode >= self.first_episode:
+                self.states[full.step] = (full.state, full.warmstart)
 
     def on_demo(self, msg):
-        data = msg.data
-        episode, step = int(data[0]), int(data[1])
+        try:
+            demo = topics.unpack_demonstration(msg.data, **self.demo_sizes)
+        except topics.ProtocolError as e:
+            self.logger.error(f'ignored: {e}', throttle_duration_sec=2.0)
+            return
         with self.lock:
-            if episode >= self.first_episode:
-                self.demos[step] = (np.array(data[2:2 + self.obs_dim]),
-                                    np.array(data[2 + self.obs_dim:]))
+            if demo.episode >= self.first_episode:
+                self.demos[demo.step] = (demo.observation, demo.action)
 
     def on_return(self, msg):
         with self.lock:
-            if self.first_episode < (1 << 30):
+            if self.first_episode < NOT_ARMED:
                 self.ret = msg.data
                 self.done.set()
 
 
 class GraphClient:
-    def __init__(self, node, task, sim='sim', planner='planner', executor='policy_executor',
-                 recorder='recorder', timeout=300.0):
+    def __init__(self, node, task, sim=topics.SIM_NODE, planner=topics.PLANNER_NODE,
+                 executor=topics.EXECUTOR_NODE, recorder=topics.RECORDER_NODE, timeout=300.0):
         self.node, self.task, self.timeout = node, task, timeout
-        self.recorder = EpisodeRecorder(task.layout.size, task.obs_dim)
+        self.recorder = EpisodeRecorder(task.layout.size, task.model.nv, task.obs_dim, task.nu,
+                                        node.get_logger())
         self.last_episode = -1
         cb = node.create_client
-        self.reset_client = cb(Trigger, f'/{sim}/reset')
-        self.planner_active = cb(SetBool, f'/{planner}/set_active')
+        self.reset_client = cb(Trigger, topics.service(sim, topics.RESET))
+        self.planner_active = cb(SetBool, topics.service(planner, topics.SET_ACTIVE))
         self.planner_params = cb(SetParameters, f'/{planner}/set_parameters')
         self.executor_change = cb(ChangeState, f'/{executor}/change_state')
         self.executor_state = cb(GetState, f'/{executor}/get_state')
         self.executor_params = cb(SetParameters, f'/{executor}/set_parameters')
-        self.recorder_resume = cb(Trigger, f'/{recorder}/resume')
-        self.recorder_pause = cb(Trigger, f'/{recorder}/pause')
+        self.recorder_resume = cb(Trigger, topics.service(recorder, topics.RESUME))
+        self.recorder_pause = cb(Trigger, topics.service(recorder, topics.PAUSE))
         sub = node.create_subscription
-        sub(Float64MultiArray, topics.FULL_STATE, self.recorder.on_state, qos.FULL_STATE)
-        sub(Float64MultiArray, topics.DEMONSTRATIONS, self.recorder.on_demo, qos.EVENT)
+        self.sub_state = sub(Float64MultiArray, topics.FULL_STATE, self.recorder.on_state,
+                             qos.FULL_STATE)
+        self.sub_demo = sub(Float64MultiArray, topics.DEMONSTRATIONS, self.recorder.on_demo,
+                            qos.EVENT)
         sub(Float64, topics.EPISODE_RETURN, self.recorder.on_return, qos.EVENT)
-        sub(Float64MultiArray, topics.RELABEL_RESULT, self._on_relabel_result, qos.EVENT)
-        self.pub_relabel = node.create_publisher(Float64MultiArray, topics.RELABEL_REQUEST,
-                                                 qos.EVENT)
         self.pub_bundle = node.create_publisher(String, topics.POLICY_BUNDLE, qos.BUNDLE)
-        self._relabel_ids = itertools.count(1)
-        self._relabel_results, self._relabel_event = {}, threading.Event()
 
     # --- plumbing ---------------------------------------------------------------------------
     def call(self, client, request, what):
@@ -100,15 +108,17 @@ class GraphClient:
         return future.result()
 
     def wait_ready(self):
-        """Block until every node of the graph is up and matched."""
+        """Block until the sim, planner and executor serve their services and the sim's full
+        states and the planner's demonstrations reach this node."""
         for client in (self.reset_client, self.planner_active, self.executor_change):
             if not client.wait_for_service(timeout_sec=self.timeout):
                 raise GraphError(f'service {client.srv_name} did not appear')
         deadline = time.monotonic() + self.timeout
-        while self.pub_relabel.get_subscription_count() < 1:
-            if time.monotonic() > deadline:
-                raise GraphError(f'no planner subscribed to {topics.RELABEL_REQUEST}')
-            time.sleep(0.01)
+        for subscription, who in ((self.sub_state, 'sim'), (self.sub_demo, 'planner')):
+            while subscription.get_publisher_count() < 1:
+                if time.monotonic() > deadline:
+                    raise GraphError(f'no {who} publishes {subscription.topic_name}')
+                time.sleep(0.01)
 
     def _set_param(self, client, name, value: str, what):
         req = SetParameters.Request(parameters=[Parameter(name=name, value=ParameterValue(
@@ -125,7 +135,7 @@ class GraphClient:
         self._set_param(self.planner_params, 'policy', path, 'planner policy')
 
     def announce_bundle(self, path: str):
-        self.pub_bundle.publish(String(data=path))
+        self.pub_bundle.publish(String(data=topics.pack_bundle_announcement(path)))
 
     def executor_lifecycle_state(self) -> str:
         answer = self.call(self.executor_state, GetState.Request(), 'executor state')
@@ -168,7 +178,8 @@ class GraphClient:
         rec = self.recorder
         rec.arm(self.last_episode + 1)
         res = self.call(self.reset_client, Trigger.Request(), 'sim reset')
-        self.last_episode = int(res.message.split()[1])
+        self.last_episode = topics.unpack_reset_reply(
+            res.message, self.reset_client.srv_name).episode
         deadline = time.monotonic() + self.timeout
         while True:
             if rec.done.wait(0.05):
@@ -183,24 +194,7 @@ class GraphClient:
         with rec.lock:
             ordered = [rec.states[t] for t in range(steps + 1)]
             demo_steps, ret = dict(rec.demos), rec.ret
-        rec.arm(1 << 30)
+        rec.arm(NOT_ARMED)
         states = np.array([s for s, _ in ordered])
         warmstarts = np.array([w for _, w in ordered])
         return states, warmstarts, demo_steps, ret
-
-    def relabel(self, states, warmstarts, seed):
-        request_id = next(self._relabel_ids)
-        self._relabel_event.clear()
-        self.pub_relabel.publish(Float64MultiArray(
-            data=topics.pack_relabel_request(request_id, seed, states, warmstarts)))
-        deadline = time.monotonic() + self.timeout + len(states)
-        while request_id not in self._relabel_results:
-            if time.monotonic() > deadline:
-                raise GraphError(f'relabel request {request_id} got no answer')
-            self._relabel_event.wait(0.1)
-        return self._relabel_results.pop(request_id)
-
-    def _on_relabel_result(self, msg):
-        request_id, n = int(msg.data[0]), int(msg.data[1])
-        self._relabel_results[request_id] = np.asarray(msg.data[2:]).reshape(n, -1)
-        self._relabel_event.set()

@@ -6,13 +6,12 @@ its defaults). When active (~/set_active, std_srvs/SetBool) it publishes a comma
 new state; it always publishes its (observation, action) demonstrations when it plans.
 The policy that guides it (warm start, policy samples, guidance cost) is the bundle named
 by the `policy` parameter, settable at runtime (validated before use), or announced on
-/apex/policy_bundle. Relabeling (DAgger): a request on /apex/relabel_request gets the expert
-actions for its states on /apex/relabel_result, one planner carried along the sequence.
+/apex/policy_bundle. Relabeling (DAgger) is not a service of this node: the trainer runs its
+own planner of the same config and seed in-process, which gives the same labels.
 """
 import os
 import sys
 
-import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
@@ -23,15 +22,16 @@ from ...config.layers import split_sets
 from ...config.run import load_run_config
 from ...deploy.bundle import BundleError, PolicyBundle
 from ...deploy.export import task_signature
+from ...errors import ApexError
+from ...sim.observation import JointStates
 from .. import protocol as topics
 from .. import qos
-from .common import spin
-from .sim_node import ONE_DOF
+from .common import float64_array, spin
 
 
 class PlannerNode(Node):
     def __init__(self):
-        super().__init__('planner')
+        super().__init__(topics.PLANNER_NODE)
         p = self.declare_parameter
         task_name = p('task', 'cartpole_swingup').value
         config = p('config', 'default').value
@@ -55,31 +55,21 @@ class PlannerNode(Node):
         self.planner = self.cfg.make_planner(self.task, threads=threads or None, seed=self.seed)
         self.signature = task_signature(self.task)
         self.nstate, self.nv = self.task.layout.size, self.task.model.nv
-        m, layout = self.task.model, self.task.layout
-        self.default_state = np.zeros(self.nstate)
-        self.default_state[layout.qpos] = m.qpos0
-        self.joint_columns = {   # joint name -> (qpos column, qvel column) in the state
-            name: (layout.qpos.start + m.jnt_qposadr[j], layout.qvel.start + m.jnt_dofadr[j])
-            for j, name in ((j, m.joint(j).name) for j in range(m.njnt))
-            if int(m.jnt_type[j]) in ONE_DOF}
+        self.joints = JointStates(self.task.model)
         self.answered = None     # (episode, step) last planned for: answer each state once
         self.episode = None
 
         self.pub_command = self.create_publisher(
             Float64MultiArray, topics.command_topic(controller), qos.COMMAND)
         self.pub_demo = self.create_publisher(Float64MultiArray, topics.DEMONSTRATIONS, qos.EVENT)
-        self.pub_relabel = self.create_publisher(Float64MultiArray, topics.RELABEL_RESULT,
-                                                 qos.EVENT)
         if source == 'full_state':
             self.create_subscription(Float64MultiArray, topics.FULL_STATE, self.on_full_state,
                                      qos.STATE)
         else:
             self.create_subscription(JointState, topics.JOINT_STATES, self.on_joint_state,
                                      qos.STATE)
-        self.create_subscription(Float64MultiArray, topics.RELABEL_REQUEST, self.on_relabel,
-                                 qos.EVENT)
         self.create_subscription(String, topics.POLICY_BUNDLE, self.on_bundle, qos.BUNDLE)
-        self.create_service(SetBool, '~/set_active', self.on_set_active)
+        self.create_service(SetBool, topics.SET_ACTIVE, self.on_set_active)
         self.add_on_set_parameters_callback(self.on_parameters)
         self.get_logger().info(
             f'{self.cfg.planner_name} on {self.task.name}: {self.planner.samples_per_step} '
@@ -113,8 +103,8 @@ class PlannerNode(Node):
 
     def on_bundle(self, msg):
         try:
-            self.load_policy(msg.data)
-        except BundleError as e:
+            self.load_policy(topics.unpack_bundle_announcement(msg.data))
+        except ApexError as e:
             self.get_logger().error(f'refused announced bundle: {e}')
 
     # --- planning ---------------------------------------------------------------------------
@@ -126,19 +116,16 @@ class PlannerNode(Node):
         return response
 
     def on_full_state(self, msg):
-        episode, step, state, ws = topics.unpack_full_state(msg.data, self.nstate)
-        self.plan_for(episode, step, np.asarray(state), np.asarray(ws))
+        try:
+            full = topics.unpack_full_state(msg.data, self.nstate, self.nv)
+        except topics.ProtocolError as e:
+            self.get_logger().error(f'ignored full state: {e}', throttle_duration_sec=2.0)
+            return
+        self.plan_for(full.episode, full.step, full.state, full.warmstart)
 
     def on_joint_state(self, msg):
         """Joint-space robot: qpos/qvel of the named 1-dof joints, the rest at defaults."""
-        state = self.default_state.copy()
-        velocities = msg.velocity if len(msg.velocity) == len(msg.name) else None
-        for i, name in enumerate(msg.name):
-            cols = self.joint_columns.get(name)
-            if cols is not None:
-                state[cols[0]] = msg.position[i]
-                if velocities is not None:
-                    state[cols[1]] = velocities[i]
+        state = self.joints.to_state(msg.name, msg.position, msg.velocity)
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         self.plan_for(0, stamp, state, None)
 
@@ -152,18 +139,10 @@ class PlannerNode(Node):
             self.planner.reset(self.seed + episode)
         result = self.planner.plan(state, warmstart)
         self.answered = (episode, step)
-        self.pub_command.publish(Float64MultiArray(data=result.action.tolist()))
+        self.pub_command.publish(float64_array(topics.pack_command(result.action)))
         obs = self.task.observe(state[None])[0]
-        self.pub_demo.publish(Float64MultiArray(
-            data=[float(episode), float(step), *obs.tolist(), *result.action.tolist()]))
-
-    def on_relabel(self, msg):
-        request_id, seed, states, warmstarts = topics.unpack_relabel_request(
-            msg.data, self.nstate, self.nv)
-        actions = self.planner.relabel(states, warmstarts, seed)
-        self.episode = None  # the next MPC state starts a fresh plan
-        self.pub_relabel.publish(Float64MultiArray(
-            data=[float(request_id), float(len(actions)), *np.ravel(actions).tolist()]))
+        self.pub_demo.publish(float64_array(topics.pack_demonstration(
+            topics.Demonstration(episode, step, obs, result.action))))
 
 
 def main(argv=None):

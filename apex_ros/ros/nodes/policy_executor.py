@@ -58,6 +58,7 @@ from ...deploy.observation import JointObservation
 from ...errors import ApexError
 from .. import protocol as topics
 from .. import qos
+from .common import float64_array
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 TRIGGERS, HOLDS, EXECUTORS = ('timer', 'state'), ('zero', 'position'), ('single', 'events')
@@ -80,7 +81,7 @@ def logged(transition):
 
 
 class PolicyExecutor(Node):
-    def __init__(self, node_name='policy_executor', **kwargs):
+    def __init__(self, node_name=topics.EXECUTOR_NODE, **kwargs):
         super().__init__(node_name, **kwargs)
         self._estop = False  # latched: survives deactivate/cleanup until cleared
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -100,7 +101,7 @@ class PolicyExecutor(Node):
             ('autostart', False),
         ])
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.create_service(SetBool, '~/estop', self._on_estop)
+        self.create_service(SetBool, topics.ESTOP, self._on_estop)
 
     def _reset(self):
         self._configured = self._active = False
@@ -259,7 +260,12 @@ class PolicyExecutor(Node):
         return None
 
     def _on_bundle(self, msg):
-        self._swap(msg.data)
+        try:
+            path = topics.unpack_bundle_announcement(msg.data)
+        except ApexError as e:
+            self.get_logger().error(f'refused bundle: {e}')
+            return
+        self._swap(path)
 
     def _on_set_parameters(self, params):
         for p in params:
@@ -367,7 +373,7 @@ class PolicyExecutor(Node):
 
     def _publish(self, command):
         if np.all(np.isfinite(command)):  # never let a non-finite value reach the controller
-            self._pub.publish(Float64MultiArray(data=command.tolist()))
+            self._pub.publish(float64_array(topics.pack_command(command)))
 
     def _on_estop(self, request, response):
         self._estop = bool(request.data)

@@ -81,7 +81,7 @@ def subscription_qos(endpoints, depth: int) -> QoSProfile:
 
 class RecorderNode(Node):
     def __init__(self, **settings):
-        super().__init__(settings.pop('node_name', 'recorder'))
+        super().__init__(settings.pop('node_name', names.RECORDER_NODE))
 
         def p(name, default):
             return self.declare_parameter(name, settings.get(name, default)).value
@@ -100,9 +100,9 @@ class RecorderNode(Node):
         self.subscribed, self.dropped_while_paused = {}, 0
         self.create_timer(p('poll_period', 0.2), self.discover)
         self.create_timer(flush_period, self.writer.flush_if_due)
-        self.create_service(Trigger, '~/pause', self.on_pause)
-        self.create_service(Trigger, '~/resume', self.on_resume)
-        self.create_service(Trigger, '~/split_bagfile', self.on_split)
+        self.create_service(Trigger, names.PAUSE, self.on_pause)
+        self.create_service(Trigger, names.RESUME, self.on_resume)
+        self.create_service(Trigger, names.SPLIT_BAGFILE, self.on_split)
         self.get_logger().info(f'recording to {self.writer.path}: waiting for '
                                f'{", ".join(self.wanted)}'
                                + (' (paused)' if self.paused else ''))

@@ -7,27 +7,28 @@ command topic /<controller>/commands (Float64MultiArray in actuator order).
                  /clock carries the simulation time.
   mode=realtime: steps at the task's control rate, holding the last command; after
                  command_timeout without a command it applies the hold command (zeros).
-~/reset (std_srvs/Trigger) starts a new episode (seed = seed + episode index). Rewards and
+~/reset (std_srvs/Trigger) starts a new episode (seed = seed + episode index) and replies
+with its id and seed (apex_ros.ros.protocol.pack_reset_reply). Rewards and
 the episode return are published for monitoring. A command of the wrong length or with
 non-finite values is rejected with a logged reason and nothing is applied.
 """
 import sys
 
-import mujoco
 import numpy as np
 from builtin_interfaces.msg import Time
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64, Float64MultiArray, MultiArrayDimension
+from std_msgs.msg import Float64, Float64MultiArray
 from std_srvs.srv import Trigger
 
 from ...config.layers import split_sets
 from ...config.run import load_run_config
+from ...sim.observation import JointStates
 from ...sim.simulation import Simulation
 from .. import protocol as topics
 from .. import qos
-from .common import spin
+from .common import float64_array, spin
 
 
 def stamp(seconds: float) -> Time:
@@ -35,23 +36,9 @@ def stamp(seconds: float) -> Time:
     return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)))
 
 
-ONE_DOF = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
-
-
-def one_dof_joints(model):
-    """(names, qpos indices, dof indices) of the hinge and slide joints."""
-    names, qpos, dofs = [], [], []
-    for j in range(model.njnt):
-        if int(model.jnt_type[j]) in ONE_DOF:
-            names.append(model.joint(j).name)
-            qpos.append(model.jnt_qposadr[j])
-            dofs.append(model.jnt_dofadr[j])
-    return names, np.array(qpos), np.array(dofs)
-
-
 class SimNode(Node):
     def __init__(self):
-        super().__init__('sim')
+        super().__init__(topics.SIM_NODE)
         p = self.declare_parameter
         self.task_name = p('task', 'cartpole_swingup').value
         config = p('config', 'default').value
@@ -68,7 +55,8 @@ class SimNode(Node):
                               sets=split_sets(p('set', '').value))
         self.task = cfg.make_task()
         self.sim = Simulation(self.task)
-        self.joint_names, self.qpos_idx, self.dof_idx = one_dof_joints(self.task.model)
+        self.joints = JointStates(self.task.model)
+        self.actuated = self.task.actuated_joints()
         self.hold = np.zeros(self.task.nu)
 
         self.pub_joints = self.create_publisher(JointState, topics.JOINT_STATES, qos.STATE_PUB)
@@ -80,7 +68,7 @@ class SimNode(Node):
         self.command_topic = topics.command_topic(controller)
         self.create_subscription(Float64MultiArray, self.command_topic, self.on_command,
                                  qos.COMMAND)
-        self.create_service(Trigger, '~/reset', self.on_reset)
+        self.create_service(Trigger, topics.RESET, self.on_reset)
 
         self.episode = -1
         self.last_command, self.last_command_time = None, None
@@ -91,7 +79,7 @@ class SimNode(Node):
             self.create_timer(self.republish_period, self.on_idle)
         self.get_logger().info(
             f'{self.task_name}: {self.mode} at {1 / self.task.dt:.1f} Hz, commands on '
-            f'{self.command_topic} for joints {self.task.actuated_joints()}')
+            f'{self.command_topic} for joints {self.actuated}')
 
     # --- episode ----------------------------------------------------------------------------
     def _reset(self):
@@ -104,23 +92,16 @@ class SimNode(Node):
     def on_reset(self, request, response):
         self._reset()
         response.success = True
-        response.message = f'episode {self.episode} (seed {self.seed + self.episode})'
+        response.message = topics.pack_reset_reply(
+            topics.ResetReply(self.episode, self.seed + self.episode))
         return response
 
     # --- commands ---------------------------------------------------------------------------
-    def validate(self, msg):
-        data = np.asarray(msg.data, dtype=np.float64)
-        if data.shape != (self.task.nu,):
-            return None, (f'expected {self.task.nu} values {self.task.actuated_joints()}, '
-                          f'got {len(data)}')
-        if not np.all(np.isfinite(data)):
-            return None, f'non-finite values {data.tolist()}'
-        return data, None
-
     def on_command(self, msg):
-        command, reason = self.validate(msg)
-        if reason is not None:
-            self.get_logger().warning(f'rejected command on {self.command_topic}: {reason}')
+        try:
+            command = topics.unpack_command(msg.data, self.actuated, self.command_topic)
+        except topics.ProtocolError as e:
+            self.get_logger().warning(f'rejected command: {e}')
             return
         if self.mode == 'realtime':
             self.last_command, self.last_command_time = command, self.get_clock().now()
@@ -167,20 +148,13 @@ class SimNode(Node):
         t = stamp(d.time)
         if self.mode == 'lockstep':
             self.pub_clock.publish(Clock(clock=t))
-        js = JointState()
+        positions, velocities, efforts = self.joints.read(d)
+        js = JointState(name=self.joints.names, position=positions.tolist(),
+                        velocity=velocities.tolist(), effort=efforts.tolist())
         js.header.stamp = t
-        js.name = self.joint_names
-        js.position = d.qpos[self.qpos_idx].tolist()
-        js.velocity = d.qvel[self.dof_idx].tolist()
-        js.effort = d.qfrc_actuator[self.dof_idx].tolist()
         self.pub_joints.publish(js)
-        state, ws = self.sim.state(), self.sim.warmstart()
-        full = Float64MultiArray(data=topics.pack_full_state(self.episode, self.sim.steps,
-                                                             state, ws))
-        full.layout.dim = [MultiArrayDimension(label='header', size=topics.HEADER),
-                           MultiArrayDimension(label='state', size=len(state)),
-                           MultiArrayDimension(label='warmstart', size=len(ws))]
-        self.pub_full.publish(full)
+        self.pub_full.publish(float64_array(topics.pack_full_state(topics.FullState(
+            self.episode, self.sim.steps, self.sim.state(), self.sim.warmstart()))))
 
 
 def main(argv=None):

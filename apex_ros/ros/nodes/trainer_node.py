@@ -72,7 +72,7 @@ class GraphApexTrainer(ApexTrainer):
         return self._episode(states, actions, ret), list(warmstarts[:-1])
 
     def relabel(self, states, warmstarts, seed, progress=None):
-        return self.graph.relabel(states, warmstarts, seed)
+        return self.planner.relabel(states, warmstarts, seed)
 
 
 class TrainerNode(Node):
