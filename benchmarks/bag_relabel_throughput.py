@@ -11,8 +11,8 @@ Then, each `--repeats` times, alternating:
 Rates are states / wall seconds; the best repeat of each counts (shared machines are noisy).
 ratio = bag_1 / in_process (the cost of going through a bag; target >= 0.9).
 
-    python benchmarks/bag_relabel_throughput.py results/bag_relabel.json
-    python benchmarks/bag_relabel_throughput.py /tmp/quick.json --episodes 2 --steps 40
+    python benchmarks/bag_relabel_throughput.py benchmarks/bag_relabel_throughput.json
+    python benchmarks/bag_relabel_throughput.py OUT.json --episodes 2 --steps 40   # smoke test
 """
 import argparse
 import os
@@ -36,7 +36,7 @@ from apex_ros.config.run import load_run_config
 from apex_ros.deploy.bundle import PolicyBundle
 from apex_ros.deploy.export import export_bundle
 from apex_ros.learning.student import MLPPolicy
-from apex_ros.ros import protocol as topics
+from apex_ros.ros import protocol
 from apex_ros.sim.observation import joint_columns
 from apex_ros.sim.simulation import Simulation
 
@@ -46,20 +46,22 @@ def record(path, task, policy, episodes):
     cols = joint_columns(task.model)
     sim, t, out = Simulation(task), time.time_ns(), []
     with BagWriter(path) as w:
-        w.add_topic(topics.FULL_STATE, 'std_msgs/msg/Float64MultiArray', [md.qos_profile()])
-        w.add_topic(topics.JOINT_STATES, 'sensor_msgs/msg/JointState', [md.qos_profile()])
+        w.add_topic(protocol.FULL_STATE, 'std_msgs/msg/Float64MultiArray', [md.qos_profile()])
+        w.add_topic(protocol.JOINT_STATES, 'sensor_msgs/msg/JointState', [md.qos_profile()])
         for e in range(episodes):
             sim.reset(1000 + e)
             states = []
             for step in range(task.episode_steps + 1):
                 state = sim.state()
                 t += 1_000_000
-                full = topics.pack_full_state(topics.FullState(e, step, state, sim.warmstart()))
-                w.write(topics.FULL_STATE, serialize_message(Float64MultiArray(data=full.data)), t)
+                full = protocol.pack_full_state(
+                    protocol.FullState(e, step, state, sim.warmstart()))
+                w.write(protocol.FULL_STATE, serialize_message(Float64MultiArray(data=full.data)),
+                        t)
                 js = JointState(name=list(cols), position=[float(state[c[0]]) for c in
                                                            cols.values()],
                                 velocity=[float(state[c[1]]) for c in cols.values()])
-                w.write(topics.JOINT_STATES, serialize_message(js), t)
+                w.write(protocol.JOINT_STATES, serialize_message(js), t)
                 if step < task.episode_steps:
                     states.append((state, sim.warmstart()))
                     sim.step(policy(task.observe(state[None]))[0])

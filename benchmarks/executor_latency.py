@@ -10,8 +10,8 @@ from a state counts, so it includes the 0..1 period wait for the executor's next
 The command rate is counted by a separate listener process (a lean subscriber, as the
 controller would be), since this process's own reception drops a few under CPU load.
 
-    python benchmarks/executor_latency.py OUT.json --duration 5     # quick
-    python benchmarks/executor_latency.py OUT.json --duration 60    # full
+    python benchmarks/executor_latency.py benchmarks/executor_latency.json --duration 10  # quick
+    python benchmarks/executor_latency.py benchmarks/executor_latency.json --duration 30
 """
 import argparse
 import json
@@ -41,7 +41,7 @@ from std_msgs.msg import Float64MultiArray  # noqa: E402
 from apex_ros.cli.bench import environment, write_json  # noqa: E402
 from apex_ros.deploy.export import export_bundle  # noqa: E402
 from apex_ros.learning.student import MLPPolicy  # noqa: E402
-from apex_ros.ros import protocol as topics  # noqa: E402
+from apex_ros.ros import protocol  # noqa: E402
 from apex_ros.tasks import make_task  # noqa: E402
 
 CODES = 1023  # slider = (seq % CODES + 1) / 1024, in (0, 1): never the 0.0 hold command
@@ -98,9 +98,9 @@ class Driver:
 
     def __init__(self, rate_hz, executor_kind):
         self.node = rclpy.create_node('executor_latency_driver')
-        self.pub = self.node.create_publisher(JointState, topics.JOINT_STATES, 10)
-        self.node.create_subscription(Float64MultiArray, topics.command_topic(
-            topics.DEFAULT_CONTROLLER), self.on_command, 100)
+        self.pub = self.node.create_publisher(JointState, protocol.JOINT_STATES, 10)
+        self.node.create_subscription(Float64MultiArray, protocol.command_topic(
+            protocol.DEFAULT_CONTROLLER), self.on_command, 100)
         self.sent = {}
         self.seq = 0
         self.recording = False
@@ -221,7 +221,7 @@ def main(argv=None):
         echo_bundle(bundle)
         driver = Driver(args.rate, args.driver_executor)
         times_path = os.path.join(tmp, 'listener.json')
-        topic = topics.command_topic(topics.DEFAULT_CONTROLLER)
+        topic = protocol.command_topic(protocol.DEFAULT_CONTROLLER)
         listener = subprocess.Popen([sys.executable, '-c', LISTENER, topic, times_path])
         try:
             if not driver.spin_for(30, until=lambda: driver.node.count_subscribers(topic) >= 2):

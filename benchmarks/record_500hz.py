@@ -9,8 +9,8 @@ lost = published - recorded, and the counters must be exactly 0..published-1 in 
 CPU share = the recorder's (user + system) CPU time while publishing / wall time (1.0 = one
 core), from /proc/<pid>/stat.
 
-    python benchmarks/record_500hz.py results/record_500hz.json              # 60 s
-    python benchmarks/record_500hz.py /tmp/quick.json --seconds 5
+    python benchmarks/record_500hz.py benchmarks/record_500hz.json              # 60 s
+    python benchmarks/record_500hz.py benchmarks/record_500hz.json --seconds 10  # quick
 """
 import argparse
 import os

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Every benchmark of benchmarks/README.md, one command each, each writing its JSON here.
+# Run from anywhere: benchmarks/run_all.sh          (15-20 min on 2 shared cores)
+#                    QUICK=1 benchmarks/run_all.sh  (executor and recorder 10 s instead of 30/60 s,
+#                                                   no halfcheetah APEX iteration: ~10 min)
+# PY=/path/to/python overrides the venv's python (scripts/venv creates .venv on first use).
+# Machine speed: every absolute time is read next to planner_halfcheetah_b100_t1.json's
+# sim_ms_median (the physics of one planning step), measured first in the same run.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+py=${PY:-$(scripts/venv)}
+apex_ros() { "$py" -m apex_ros.cli "$@"; }
+quick=${QUICK:-0}
+if [ "$quick" = 1 ]; then seconds_latency=10; seconds_record=10; else seconds_latency=30; seconds_record=60; fi
+out=benchmarks
+
+# Planner overhead (plan time / physics time) and thread scaling: halfcheetah, budget 100.
+apex_ros bench planner --task halfcheetah_run --threads 1 --steps 100 --quiet --json $out/planner_halfcheetah_b100_t1.json
+apex_ros bench planner --task halfcheetah_run --threads 2 --steps 100 --quiet --json $out/planner_halfcheetah_b100_t2.json
+# APEX iteration time and its phases.
+apex_ros bench apex --task cartpole_swingup --iterations 2 --quiet --json $out/apex_cartpole.json
+if [ "$quick" != 1 ]; then
+  apex_ros bench apex --task halfcheetah_run --iterations 1 --quiet --json $out/apex_halfcheetah_b100.json
+fi
+# Policy inference through the bundle (the committed halfcheetah bundle, MLP 17 -> 3x128 -> 6).
+apex_ros bench inference --policy experiments/halfcheetah/run_160/policy.onnx --json $out/inference_halfcheetah.json
+# One APEX iteration through the ROS graph (lockstep) vs in-process.
+apex_ros bench graph --task cartpole_swingup --iterations 1 --quiet --json $out/graph_vs_inprocess_cartpole.json
+# Executor: state-to-command latency and command rate at 500 Hz over DDS.
+"$py" benchmarks/executor_latency.py $out/executor_latency.json --duration $seconds_latency
+# Bags: recording /joint_states at 500 Hz; relabel throughput from a bag vs in-process.
+"$py" benchmarks/record_500hz.py $out/record_500hz.json --seconds $seconds_record
+"$py" benchmarks/bag_relabel_throughput.py $out/bag_relabel_throughput.json
