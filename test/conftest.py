@@ -127,3 +127,11 @@ def small_apex_config(directory, **changes):
     path = directory / 'apex.yaml'
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def pytest_collection_modifyitems(items):
+    """Tests of modules that talk to ROS 2 nodes are marked `ros`, so a quick inner loop can
+    leave them out (scripts/test -m "not ros")."""
+    for item in items:
+        if hasattr(item.module, 'rosutil') or 'rclpy' in vars(item.module):
+            item.add_marker(pytest.mark.ros)
