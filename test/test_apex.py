@@ -21,6 +21,7 @@ from apex_ros.deploy.export import export_bundle, task_signature
 from apex_ros.errors import ApexError
 from apex_ros.files import atomic_write_bytes
 from apex_ros.learning.apex import ApexTrainer
+from apex_ros.learning.apex.checkpoint import read_checkpoint
 from apex_ros.learning.dataset import Dataset, LabeledRollout
 from apex_ros.learning.plot import plot_learning_curve, y_range
 from apex_ros.learning.student import (
@@ -84,7 +85,7 @@ def test_dagger_relabels_with_the_guided_cost(tmp_path):
         lambdas.append(r.info['lambdas'])
         return r
     trainer.planner.plan = spy
-    trainer.relabel(demo.states[:-1], None, seed=5)
+    trainer.source.relabel(demo.states[:-1], None, seed=5)
     lambdas = np.array(lambdas)
     assert len(lambdas) == 25
     assert np.any(lambdas[:, 0] > 0), 'guidance weight never active during relabeling'
@@ -145,7 +146,8 @@ def test_expert_action_noise_perturbs_execution_not_labels(tmp_path):
         path = small_apex_config(tmp_path, apex={'expert_action_noise': noise})
         trainer = ApexTrainer(load_run_config(None, path), tmp_path / f'run{noise}',
                               progress=False, log=lambda *a: None)
-        return trainer.task, trainer.expert_rollout(seed=3, label=None)
+        return trainer.task, trainer.source.expert_rollout(seed=3, label=None,
+                                                           action_noise=noise)
 
     def replay(task, actions, noise):
         sim, rng = Simulation(task), np.random.default_rng(3)
@@ -163,10 +165,11 @@ def test_expert_action_noise_perturbs_execution_not_labels(tmp_path):
 
 
 def test_expert_action_noise_is_refused_across_the_graph(tmp_path):
-    from apex_ros.ros.nodes.trainer_node import GraphApexTrainer
+    from apex_ros.ros.nodes.graph_source import GraphRolloutSource
     path = small_apex_config(tmp_path, apex={'expert_action_noise': 0.2})
     with pytest.raises(ConfigError, match=r'apex\.expert_action_noise: not available across'):
-        GraphApexTrainer(None, load_run_config(None, path), tmp_path / 'run')
+        ApexTrainer(load_run_config(None, path), tmp_path / 'run',
+                    source=GraphRolloutSource(None, tmp_path / 'run' / 'current_policy.onnx'))
     assert not (tmp_path / 'run').exists()
     with pytest.raises(ConfigError, match=r'apex\.expert_action_noise.*must be >= 0'):
         ApexTrainer(load_run_config(None, small_apex_config(
@@ -369,8 +372,7 @@ def _all_outputs_readable(run: Path):
     names = sorted(p.name for p in run.rglob('*') if p.is_file())
     assert not [n for n in names if n.endswith('.tmp')], names
     if (run / 'checkpoint.pt').exists():
-        state = torch.load(run / 'checkpoint.pt', weights_only=False)
-        Dataset.from_bytes(state['dataset'])
+        read_checkpoint(run)   # its dataset included
     for b in run.glob('bundles/*.onnx'):
         PolicyBundle(b)
     if (run / 'metrics.jsonl').exists():
@@ -398,8 +400,8 @@ def test_resume_after_sigkill_mid_phase(tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     _all_outputs_readable(run)
-    killed_at = torch.load(ckpt, weights_only=False)
-    assert (killed_at['iteration'], killed_at['phase']) < (3, 'expert')
+    killed_at = read_checkpoint(run)
+    assert (killed_at.iteration, killed_at.phase) < (3, 'expert')
     done = subprocess.run(cmd + ['--resume'], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert 'resuming' in done.stdout

@@ -53,6 +53,34 @@ class RunConfig:
                             threads=threads or self.rollout.threads, policy=policy,
                             seed=self.seed if seed is None else seed)
 
+    # SHIM (apex branch): the typed sections the config helper adds, read from `extra`
+    @property
+    def apex(self):
+        from ..learning.apex.config import ApexConfig
+        return from_dict(ApexConfig, self.extra.get('apex'), f'{self.path}: apex')
+
+    @property
+    def train(self):
+        from ..learning.student import TrainConfig
+        return from_dict(TrainConfig, self.extra.get('train'), f'{self.path}: train')
+
+    @property
+    def value(self):
+        from ..learning.value import ValueConfig
+        return from_dict(ValueConfig, self.extra.get('value'), f'{self.path}: value')
+
+    schedule = ()
+
+    def to_dict(self) -> dict:
+        return {'task': dataclasses.asdict(self.task),
+                'planner': {'name': self.planner_name, **dataclasses.asdict(self.planner)},
+                'rollout': dataclasses.asdict(self.rollout), 'seed': self.seed,
+                'apex': dataclasses.asdict(self.apex), 'train': dataclasses.asdict(self.train),
+                'value': dataclasses.asdict(self.value)}
+
+    def at_iteration(self, iteration: int):
+        return self
+
 
 KNOWN_SECTIONS = ('task', 'planner', 'planners', 'rollout', 'seed')
 SHARED_PLANNER_KEYS = ('horizon', 'budget')
