@@ -136,6 +136,7 @@ class ApexTrainer:
                             'continue it or choose another --out')
         current = run_cfg.at_iteration(self.iteration + 1)
         self._use_settings(IterationSettings.of(current), source_open=False)
+        self.dataset.set_window(self.apex.window)
         for shard in shards:
             self._add_shard(shard)
         try:
@@ -247,8 +248,7 @@ class ApexTrainer:
         self.model.load_state_dict(ckpt.model)
         self.optimizer.load_state_dict(ckpt.optimizer)
         self.generator.set_state(ckpt.generator)
-        self.dataset = ckpt.dataset
-        self.dataset.set_window(self.apex.window)
+        self.dataset = ckpt.dataset   # its window: set with the resumed iteration's settings
         self.iteration, self.phase = ckpt.iteration, ckpt.phase
         self.record, self.metrics = ckpt.record, ckpt.metrics
         self.log(f'resuming {self.out} at iteration {self.iteration + 1}, phase {self.phase} '
