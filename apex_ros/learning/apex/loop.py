@@ -135,7 +135,7 @@ class ApexTrainer:
             raise ApexError(f'{self.out} already holds a run ({CHECKPOINT}); pass --resume to '
                             'continue it or choose another --out')
         current = run_cfg.at_iteration(self.iteration + 1)
-        self._use_settings(IterationSettings.of(current), source_open=False)
+        self._use_settings(IterationSettings.of(current), apply_to_source=False)
         self.dataset.set_window(self.apex.window)
         for shard in shards:
             self._add_shard(shard)
@@ -187,7 +187,7 @@ class ApexTrainer:
                 raise ConfigError(f'{self.where}schedule: train.hidden (the student\'s layers) '
                                   f'cannot change (iteration {i})')
 
-    def _use_settings(self, new: IterationSettings, source_open: bool = True):
+    def _use_settings(self, new: IterationSettings, apply_to_source: bool = True):
         """Make `new` the settings from now on; log what changed."""
         changes = self.settings.changes(new)
         if not changes:
@@ -195,7 +195,7 @@ class ApexTrainer:
         self.log(f'iteration {self.iteration + 1}: ' + ', '.join(changes))
         old, self.settings = self.settings, new
         self.dataset.set_window(new.apex.window)
-        if source_open:
+        if apply_to_source:   # else the source opens with them
             if new.planner != old.planner:
                 self.source.set_planner_config(new.planner)
             if new.apex.guided != old.apex.guided:
