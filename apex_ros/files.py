@@ -1,7 +1,10 @@
 """Small shared helpers."""
 import os
 import tempfile
+import threading
 from pathlib import Path
+
+_writing = threading.Lock()   # held by the atomic write in progress (see block_writes)
 
 
 def _umask() -> int:
@@ -20,6 +23,11 @@ def atomic_write_bytes(path, data: bytes):
     the target's permissions if it exists, else those open() would give it (mkstemp's are
     0600: a bundle another user deploys must stay readable)."""
     path = Path(path)
+    with _writing:
+        _write_and_rename(path, data)
+
+
+def _write_and_rename(path: Path, data: bytes):
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         mode = path.stat().st_mode & 0o7777
@@ -42,6 +50,14 @@ def atomic_write_bytes(path, data: bytes):
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def block_writes(timeout: float) -> bool:
+    """Wait (up to `timeout` s) for the atomic write in progress in any thread to finish,
+    then let no other one start: for a process about to exit while worker threads still run
+    (daemon threads die where they stand, a write's temp file with them). -> whether no
+    write is in progress."""
+    return _writing.acquire(timeout=timeout)
 
 
 def atomic_write_text(path, text: str):

@@ -5,6 +5,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,15 +22,12 @@ from apex_ros.deploy.export import export_bundle, task_signature
 from apex_ros.errors import ApexError
 from apex_ros.files import atomic_write_bytes
 from apex_ros.learning.apex import ApexTrainer
+from apex_ros.learning.apex.checkpoint import read_checkpoint
+from apex_ros.learning.apex.loop import RunStopped
 from apex_ros.learning.dataset import Dataset, LabeledRollout
 from apex_ros.learning.plot import plot_learning_curve, y_range
-from apex_ros.learning.student import (
-    MLPPolicy,
-    TrainConfig,
-    learning_rate,
-    make_optimizer,
-    train_policy,
-)
+from apex_ros.learning.student import MLPPolicy, make_optimizer, train_policy
+from apex_ros.learning.train_config import TrainConfig, learning_rate
 from apex_ros.planners import make_planner
 from apex_ros.sim.episodes import planner_actor, policy_actor, run_episode
 from apex_ros.sim.simulation import Simulation
@@ -84,7 +82,7 @@ def test_dagger_relabels_with_the_guided_cost(tmp_path):
         lambdas.append(r.info['lambdas'])
         return r
     trainer.planner.plan = spy
-    trainer.relabel(demo.states[:-1], None, seed=5)
+    trainer.source.relabel(demo.states[:-1], None, seed=5)
     lambdas = np.array(lambdas)
     assert len(lambdas) == 25
     assert np.any(lambdas[:, 0] > 0), 'guidance weight never active during relabeling'
@@ -145,7 +143,8 @@ def test_expert_action_noise_perturbs_execution_not_labels(tmp_path):
         path = small_apex_config(tmp_path, apex={'expert_action_noise': noise})
         trainer = ApexTrainer(load_run_config(None, path), tmp_path / f'run{noise}',
                               progress=False, log=lambda *a: None)
-        return trainer.task, trainer.expert_rollout(seed=3, label=None)
+        return trainer.task, trainer.source.expert_rollout(seed=3, label=None,
+                                                           action_noise=noise)
 
     def replay(task, actions, noise):
         sim, rng = Simulation(task), np.random.default_rng(3)
@@ -163,10 +162,11 @@ def test_expert_action_noise_perturbs_execution_not_labels(tmp_path):
 
 
 def test_expert_action_noise_is_refused_across_the_graph(tmp_path):
-    from apex_ros.ros.nodes.trainer_node import GraphApexTrainer
+    from apex_ros.ros.nodes.graph_source import GraphRolloutSource
     path = small_apex_config(tmp_path, apex={'expert_action_noise': 0.2})
     with pytest.raises(ConfigError, match=r'apex\.expert_action_noise: not available across'):
-        GraphApexTrainer(None, load_run_config(None, path), tmp_path / 'run')
+        ApexTrainer(load_run_config(None, path), tmp_path / 'run',
+                    source=GraphRolloutSource(None, tmp_path / 'run' / 'current_policy.onnx'))
     assert not (tmp_path / 'run').exists()
     with pytest.raises(ConfigError, match=r'apex\.expert_action_noise.*must be >= 0'):
         ApexTrainer(load_run_config(None, small_apex_config(
@@ -369,8 +369,7 @@ def _all_outputs_readable(run: Path):
     names = sorted(p.name for p in run.rglob('*') if p.is_file())
     assert not [n for n in names if n.endswith('.tmp')], names
     if (run / 'checkpoint.pt').exists():
-        state = torch.load(run / 'checkpoint.pt', weights_only=False)
-        Dataset.from_bytes(state['dataset'])
+        read_checkpoint(run)   # its dataset included
     for b in run.glob('bundles/*.onnx'):
         PolicyBundle(b)
     if (run / 'metrics.jsonl').exists():
@@ -398,8 +397,8 @@ def test_resume_after_sigkill_mid_phase(tmp_path):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     _all_outputs_readable(run)
-    killed_at = torch.load(ckpt, weights_only=False)
-    assert (killed_at['iteration'], killed_at['phase']) < (3, 'expert')
+    killed_at = read_checkpoint(run)
+    assert (killed_at.iteration, killed_at.phase) < (3, 'expert')
     done = subprocess.run(cmd + ['--resume'], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert 'resuming' in done.stdout
@@ -431,3 +430,192 @@ def test_ablation_the_planner_cannot_do_is_refused(tmp_path):
     with pytest.raises(ConfigError, match='no_warm_start.*warm_start'):
         ApexTrainer(load_run_config(None, path, planner='mppi'), tmp_path / 'run',
                     progress=False)
+
+
+# --- schedules, resume, checkpoint format, clean stops ---------------------------------------
+
+def test_schedule_changes_settings_at_the_start_of_an_iteration_also_after_a_resume(tmp_path):
+    """RunConfig.at_iteration(i) holds iteration i's settings: from iteration 2 on the
+    expert plans with another sigma and executes noisy actions, the dataset keeps one
+    rollout and the student trains 10 steps at another learning rate."""
+    (tmp_path / 'late').mkdir()
+    base = load_run_config(None, small_apex_config(tmp_path, apex={'iterations': 2, 'window': 3},
+                                                   train={'steps': 20}))
+    late = load_run_config(None, small_apex_config(
+        tmp_path / 'late', planner={'sigma': 0.2},
+        apex={'iterations': 2, 'window': 1, 'expert_action_noise': 0.3},
+        train={'steps': 10, 'lr': 1e-4}))
+    base.at_iteration = lambda i: late if i >= 2 else base
+    stop, lines, noises = threading.Event(), [], []
+
+    def log(line):
+        lines.append(line)
+        if line.startswith('iteration 1/2:'):
+            stop.set()   # stop once iteration 1 is complete; resume for iteration 2
+
+    def trainer(**kwargs):
+        t = ApexTrainer(base, tmp_path / 'run', progress=False, log=log, **kwargs)
+        rollout = t.source.expert_rollout
+
+        def spy(seed, label, action_noise=0.0):
+            noises.append(action_noise)
+            return rollout(seed, label, action_noise)
+        t.source.expert_rollout = spy
+        return t
+
+    first = trainer(stop_requested=stop)
+    with pytest.raises(RunStopped, match='before iteration 2 phase expert'):
+        first.run()
+    first.close()
+    assert first.planner.cfg.sigma == 0.5 and first.metrics[0]['dataset_samples'] == 80
+    assert not [line for line in lines if line.startswith('iteration 2:')]
+    second = trainer(resume=True)
+    change = [line for line in lines if line.startswith('iteration 2:')]
+    assert len(change) == 1
+    for setting in ('planner.sigma 0.5 -> 0.2', 'apex.window 3 -> 1',
+                    'apex.expert_action_noise 0.0 -> 0.3', 'train.steps 20 -> 10',
+                    'train.lr 0.0005 -> 0.0001'):
+        assert setting in change[0]
+    assert second.planner.cfg.sigma == 0.2 and second.planner.policy is second.policy
+    second.run()
+    assert noises == [0.0, 0.3]
+    assert [r.kind for r in second.dataset.rollouts] == ['dagger']
+    assert second.metrics[1]['dataset_samples'] == 40
+    assert second.optimizer.state_dict()['state'][0]['step'] == 20 + 20 + 10 + 10
+    assert second.optimizer.param_groups[0]['lr'] == 1e-4
+
+
+def test_schedule_the_graph_cannot_follow_is_refused_before_work(tmp_path):
+    from apex_ros.ros.nodes.graph_source import GraphRolloutSource
+    (tmp_path / 'late').mkdir()
+    base = load_run_config(None, small_apex_config(tmp_path, apex={'iterations': 3}))
+    late = load_run_config(None, small_apex_config(tmp_path / 'late', planner={'sigma': 0.2},
+                                                   apex={'iterations': 3}))
+    base.at_iteration = lambda i: late if i >= 3 else base
+    with pytest.raises(ConfigError, match='planner settings change at iteration 3'):
+        ApexTrainer(base, tmp_path / 'run', progress=False,
+                    source=GraphRolloutSource(None, tmp_path / 'run' / 'current_policy.onnx'))
+    assert not (tmp_path / 'run').exists()
+
+
+def _finished_run(tmp_path, **changes):
+    path = small_apex_config(tmp_path, apex={'iterations': 1}, train={'steps': 20}, **changes)
+    run = tmp_path / 'run'
+    ApexTrainer(load_run_config(None, path), run, progress=False, log=lambda *a: None).run()
+    return path, run
+
+
+def _config_in(directory, **changes):
+    directory.mkdir()
+    return load_run_config(None, small_apex_config(directory, **changes))
+
+
+def test_resume_with_a_changed_config_is_refused_unless_allowed(tmp_path):
+    _, run = _finished_run(tmp_path)
+    longer = _config_in(tmp_path / 'longer', apex={'iterations': 2}, train={'steps': 20})
+    ApexTrainer(longer, run, resume=True, progress=False, log=lambda *a: None).close()
+    changed = _config_in(tmp_path / 'changed', apex={'iterations': 2},
+                         train={'steps': 30}, planner={'budget': 80})
+    with pytest.raises(ConfigError) as err:
+        ApexTrainer(changed, run, resume=True, progress=False, log=lambda *a: None)
+    assert 'train.steps' in str(err.value) and 'planner.budget' in str(err.value)
+    assert 'apex.iterations' not in str(err.value)   # running longer is what resume is for
+    lines = []
+    trainer = ApexTrainer(changed, run, resume=True, progress=False, log=lines.append,
+                          allow_config_change=True)
+    assert any('changed config' in line and 'train.steps' in line for line in lines)
+    trainer.run()
+    assert read_checkpoint(run).config['train']['steps'] == 30   # the config it now runs
+
+
+def test_checkpoint_format_1_resumes_with_a_warning_and_unknown_formats_are_refused(tmp_path):
+    _, run = _finished_run(tmp_path)
+    ckpt = run / 'checkpoint.pt'
+    state = torch.load(ckpt, weights_only=True)
+    assert state['format'] == 2
+    del state['config']
+    torch.save({**state, 'format': 1}, ckpt)   # as runs before the config was stored
+    assert read_checkpoint(run).config is None
+    lines = []
+    changed = _config_in(tmp_path / 'changed', apex={'iterations': 1}, train={'steps': 30})
+    ApexTrainer(changed, run, resume=True, progress=False, log=lines.append).close()
+    assert any(line.startswith('warning:') and 'unchecked' in line for line in lines)
+    torch.save({**state, 'format': 7}, ckpt)
+    with pytest.raises(ApexError, match=r'checkpoint\.pt: checkpoint format 7 is not one'):
+        read_checkpoint(run)
+    ckpt.write_bytes(b'garbage')
+    with pytest.raises(ApexError, match='cannot read checkpoint'):
+        read_checkpoint(run)
+
+
+def test_read_checkpoint_gives_a_runs_state_without_internals(tmp_path):
+    _, run = _finished_run(tmp_path)
+    ckpt = read_checkpoint(run)
+    assert (ckpt.format, ckpt.task, ckpt.iteration, ckpt.phase) == (2, 'cartpole_swingup', 1,
+                                                                    'expert')
+    lines = (run / 'metrics.jsonl').read_text().splitlines()
+    assert ckpt.metrics == [json.loads(line) for line in lines]
+    assert [r.kind for r in ckpt.dataset.rollouts] == ['expert', 'dagger']
+    assert ckpt.config['apex']['iterations'] == 1 and ckpt.config['train']['steps'] == 20
+    obs = ckpt.dataset.arrays()[0]
+    with torch.no_grad():
+        student = ckpt.student()(torch.as_tensor(obs)).numpy()
+    np.testing.assert_allclose(student, PolicyBundle(run / 'policy.onnx')(obs), atol=1e-5)
+
+
+def test_a_failed_run_leaves_no_empty_bundles_directory(tmp_path):
+    trainer = ApexTrainer(load_run_config(None, small_apex_config(tmp_path)), tmp_path / 'run',
+                          progress=False, log=lambda *a: None)
+
+    def broken(*args, **kwargs):
+        raise ApexError('the simulation broke')
+    trainer.source.expert_rollout = broken
+    with pytest.raises(ApexError, match='broke'):
+        trainer.run()
+    trainer.close()
+    assert not (tmp_path / 'run' / 'bundles').exists()
+
+
+def test_train_refuses_a_file_that_is_not_a_dataset_shard(tmp_path):
+    notes = tmp_path / 'notes.txt'
+    notes.write_text('not data')
+    out = subprocess.run([sys.executable, '-m', 'apex_ros.cli', 'train', '--config',
+                          str(small_apex_config(tmp_path)), '--task', 'cartpole_swingup',
+                          '--out', str(tmp_path / 'run'), '--dataset', str(notes), '--quiet'],
+                         capture_output=True, text=True)
+    assert out.returncode == 2
+    assert f'{notes.resolve()}: not an apex_ros dataset shard (not an .npz archive)' in out.stderr
+    assert 'pickle' not in out.stderr.lower()
+    torch.save({'format': 2}, tmp_path / 'checkpoint.pt')
+    np.save(tmp_path / 'objects.npy', np.array([{'a': 1}], dtype=object), allow_pickle=True)
+    for path, why in ((tmp_path / 'checkpoint.pt', 'without the dataset description'),
+                      (tmp_path / 'objects.npy', 'not an .npz archive')):
+        with pytest.raises(ApexError, match=f'not an apex_ros dataset shard \\(.*{why}'):
+            Dataset.load(path)
+
+
+WRITER = '''
+import os, sys, threading
+from apex_ros.files import atomic_write_bytes, block_writes
+data, wrote = os.urandom(8 << 20), threading.Event()
+
+def write_forever():
+    while True:
+        atomic_write_bytes(os.path.join(sys.argv[1], 'big.bin'), data)
+        wrote.set()
+threading.Thread(target=write_forever, daemon=True).start()
+wrote.wait()
+if sys.argv[2] == 'block':
+    assert block_writes(10.0)
+'''
+
+
+def test_block_writes_lets_a_process_exit_without_half_written_files(tmp_path):
+    """A daemon thread writing in a loop when the process exits: after block_writes, no
+    temp file is left (without it the exit usually catches the thread inside a write)."""
+    for _ in range(3):
+        out = subprocess.run([sys.executable, '-c', WRITER, str(tmp_path), 'block'],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ['big.bin']
+        assert (tmp_path / 'big.bin').stat().st_size == 8 << 20

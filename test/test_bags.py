@@ -38,7 +38,7 @@ from apex_ros.config.run import load_run_config
 from apex_ros.deploy.export import export_bundle
 from apex_ros.learning.dataset import Dataset
 from apex_ros.learning.student import MLPPolicy
-from apex_ros.ros import protocol as topics
+from apex_ros.ros import protocol
 from apex_ros.ros.nodes.common import float64_array
 from apex_ros.sim.episodes import policy_actor, run_episode
 from apex_ros.sim.observation import joint_columns
@@ -78,9 +78,9 @@ def record_rollouts(path, task, policy, seeds, full_state=True, joint_states=Tru
     `seeds`; -> (states per episode (T+1, nstate), returns)."""
     w = writer or BagWriter(path)
     if full_state:
-        w.add_topic(topics.FULL_STATE, ARRAY_TYPE, [md.qos_profile()])
+        w.add_topic(protocol.FULL_STATE, ARRAY_TYPE, [md.qos_profile()])
     if joint_states:
-        w.add_topic(topics.JOINT_STATES, JOINT_STATE_TYPE, [md.qos_profile()])
+        w.add_topic(protocol.JOINT_STATES, JOINT_STATE_TYPE, [md.qos_profile()])
     sim, t, all_states, returns = Simulation(task), time.time_ns(), [], []
     for e, seed in enumerate(seeds):
         sim.reset(seed)
@@ -90,11 +90,11 @@ def record_rollouts(path, task, policy, seeds, full_state=True, joint_states=Tru
             states.append(state)
             t += 1_000_000
             if full_state:
-                w.write(topics.FULL_STATE, serialize_message(float64_array(
-                    topics.pack_full_state(topics.FullState(e, step, state, sim.warmstart())))),
-                        t)
+                full = protocol.FullState(e, step, state, sim.warmstart())
+                w.write(protocol.FULL_STATE,
+                        serialize_message(float64_array(protocol.pack_full_state(full))), t)
             if joint_states:
-                w.write(topics.JOINT_STATES,
+                w.write(protocol.JOINT_STATES,
                         serialize_message(joint_state(task, state, sim.data.time)), t)
             if step < task.episode_steps:
                 ret += sim.step(policy(task.observe(state[None]))[0])[0]
@@ -130,7 +130,7 @@ def test_bag_layout_is_jazzys_and_independent_readers_agree(small, weak_policy, 
     n = task.episode_steps + 1
     assert info['message_count'] == 2 * n and info['files'][0]['message_count'] == 2 * n
     js = next(t for t in info['topics_with_message_count']
-              if t['topic_metadata']['name'] == topics.JOINT_STATES)
+              if t['topic_metadata']['name'] == protocol.JOINT_STATES)
     assert js['message_count'] == n
     meta = js['topic_metadata']
     assert (meta['type'], meta['serialization_format']) == (JOINT_STATE_TYPE, 'cdr')
@@ -148,19 +148,19 @@ def test_bag_layout_is_jazzys_and_independent_readers_agree(small, weak_policy, 
         assert schema.encoding == 'ros2msg'
         text = schema.data.decode()
         assert 'MSG: std_msgs/Header' in text and 'MSG: builtin_interfaces/Time' in text
-        channel = next(c for c in summary.channels.values() if c.topic == topics.JOINT_STATES)
+        channel = next(c for c in summary.channels.values() if c.topic == protocol.JOINT_STATES)
         assert channel.message_encoding == 'cdr'
         assert md.parse_qos(channel.metadata['offered_qos_profiles']) == qos
         assert channel.metadata['topic_type_hash'] == meta['type_description_hash']
         assert 'rosbag2' in [m.name for m in reader.iter_metadata()]
         decoded = [m.position for _, c, _, m in reader.iter_decoded_messages()
-                   if c.topic == topics.JOINT_STATES]
+                   if c.topic == protocol.JOINT_STATES]
     assert len(decoded) == n
     with AnyReader([bag], default_typestore=get_typestore(Stores.ROS2_JAZZY)) as r:
         assert {c.topic: c.msgcount for c in r.connections} == {
-            topics.JOINT_STATES: n, topics.FULL_STATE: n}
-        raw = [data for c, _, data in r.messages() if c.topic == topics.JOINT_STATES]
-    ours = [m.data for m in BagReader(bag).messages([topics.JOINT_STATES])]
+            protocol.JOINT_STATES: n, protocol.FULL_STATE: n}
+        raw = [data for c, _, data in r.messages() if c.topic == protocol.JOINT_STATES]
+    ours = [m.data for m in BagReader(bag).messages([protocol.JOINT_STATES])]
     assert raw == ours   # the very bytes
 
 
@@ -210,12 +210,12 @@ def test_reads_bags_of_independent_writers(small, weak_policy, tmp_path):
                 state = sim.state()
                 states.append(state)
                 t += 1_000
-                w.write_message(topics.FULL_STATE, schemas[ARRAY_TYPE], {
+                w.write_message(protocol.FULL_STATE, schemas[ARRAY_TYPE], {
                     'layout': {'dim': [], 'data_offset': 0},
-                    'data': topics.pack_full_state(
-                        topics.FullState(e, step, state, sim.warmstart())).data}, t)
+                    'data': protocol.pack_full_state(
+                        protocol.FullState(e, step, state, sim.warmstart())).data}, t)
                 js = joint_state(task, state, sim.data.time)
-                w.write_message(topics.JOINT_STATES, schemas[JOINT_STATE_TYPE], {
+                w.write_message(protocol.JOINT_STATES, schemas[JOINT_STATE_TYPE], {
                     'header': {'stamp': {'sec': js.header.stamp.sec,
                                          'nanosec': js.header.stamp.nanosec}, 'frame_id': ''},
                     'name': list(js.name), 'position': list(js.position),
@@ -237,7 +237,7 @@ def test_reads_bags_of_independent_writers(small, weak_policy, tmp_path):
     rosbags_bag = tmp_path / 'rosbags_bag'
     store = get_typestore(Stores.ROS2_JAZZY)
     with RosbagsWriter(rosbags_bag, version=9, storage_plugin=StoragePlugin.MCAP) as w:
-        conn = w.add_connection(topics.FULL_STATE, ARRAY_TYPE, typestore=store)
+        conn = w.add_connection(protocol.FULL_STATE, ARRAY_TYPE, typestore=store)
         reference = record_rollouts(None, task, weak_policy, [7], joint_states=False,
                                     writer=_RosbagsAdapter(w, conn))[0][0]
     episodes, _ = load_episodes(BagReader(rosbags_bag), task)
@@ -261,13 +261,13 @@ class _RosbagsAdapter:
 def test_missing_topic_is_named(small, weak_policy, tmp_path):
     _, task, _ = small
     with BagWriter(tmp_path / 'rewards_only') as w:
-        w.add_topic(topics.REWARD, 'std_msgs/msg/Float64')
-        w.write(topics.REWARD, serialize_message(Float64(data=1.0)), 1)
-    with pytest.raises(BagError, match=f'lacks .*{topics.FULL_STATE}.*{topics.JOINT_STATES}'
-                       f'.*it has: {topics.REWARD}'):
+        w.add_topic(protocol.REWARD, 'std_msgs/msg/Float64')
+        w.write(protocol.REWARD, serialize_message(Float64(data=1.0)), 1)
+    with pytest.raises(BagError, match=f'lacks .*{protocol.FULL_STATE}.*{protocol.JOINT_STATES}'
+                       f'.*it has: {protocol.REWARD}'):
         load_episodes(BagReader(tmp_path / 'rewards_only'), task)
     record_rollouts(tmp_path / 'full_only', task, weak_policy, [1], joint_states=False)
-    with pytest.raises(BagError, match=f'lacks topic.*{topics.JOINT_STATES}'):
+    with pytest.raises(BagError, match=f'lacks topic.*{protocol.JOINT_STATES}'):
         load_episodes(BagReader(tmp_path / 'full_only'), task, 'joint_states')
     # a topic the task declares it needs to rebuild its state
     record_rollouts(tmp_path / 'joints_only', task, weak_policy, [1], full_state=False)
@@ -281,19 +281,19 @@ def test_joint_names_the_model_lacks_are_listed(small, tmp_path):
     _, task, _ = small
     state = Simulation(task).reset(0)
     with BagWriter(tmp_path / 'bag') as w:
-        w.add_topic(topics.JOINT_STATES, JOINT_STATE_TYPE)
+        w.add_topic(protocol.JOINT_STATES, JOINT_STATE_TYPE)
         for k in range(3):
             js = joint_state(task, state, k * task.dt,
                              extra=[('gripper_left', 0.0, 0.0), ('gripper_right', 0.0, 0.0)])
-            w.write(topics.JOINT_STATES, serialize_message(js), k + 1)
+            w.write(protocol.JOINT_STATES, serialize_message(js), k + 1)
     with pytest.raises(BagError, match=r"lacks: \['gripper_left', 'gripper_right'\]"):
         load_episodes(BagReader(tmp_path / 'bag'), task)
     episodes, _ = load_episodes(BagReader(tmp_path / 'bag'), task,
                                 ignore_joints=['gripper_left', 'gripper_right'])
     assert len(episodes) == 1 and len(episodes[0].states) == 3
     with BagWriter(tmp_path / 'no_hinge') as w:
-        w.add_topic(topics.JOINT_STATES, JOINT_STATE_TYPE)
-        w.write(topics.JOINT_STATES, serialize_message(joint_state(task, state, 0.0,
+        w.add_topic(protocol.JOINT_STATES, JOINT_STATE_TYPE)
+        w.write(protocol.JOINT_STATES, serialize_message(joint_state(task, state, 0.0,
                                                                    names=['slider'])), 1)
     with pytest.raises(BagError, match=r"lacks joints \['hinge'\]"):
         load_episodes(BagReader(tmp_path / 'no_hinge'), task)
@@ -352,7 +352,7 @@ def test_truncated_and_corrupt_bags_are_read_up_to_the_damage(small, weak_policy
     assert reader.damaged
     # the relabeler gets every state before the damage
     episodes, notes = load_episodes(reader, task)
-    labelable = [m for m in got if topics.unpack_full_state(
+    labelable = [m for m in got if protocol.unpack_full_state(
         m.msg.data, task.layout.size, task.model.nv).step < task.episode_steps]
     assert sum(len(e.states) for e in episodes) == len(labelable)
 
@@ -384,17 +384,17 @@ def recording(node, executor, topic):
 def test_recorder_stores_raw_bytes_and_offers_and_survives_a_hard_kill(ros_node, tmp_path):
     node, executor = ros_node
     best_effort = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
-    js_pub = node.create_publisher(JointState, topics.JOINT_STATES, best_effort)
+    js_pub = node.create_publisher(JointState, protocol.JOINT_STATES, best_effort)
     procs = NodeProcesses()
     try:
         # `apex-ros record`, SIGTERM: closed cleanly, every message, the publisher's QoS offer
         with open(tmp_path / 'rec1.log', 'wb') as log:
             rec = subprocess.Popen(
                 rosutil.executable('apex-ros', 'apex_ros.cli') +
-                ['record', topics.JOINT_STATES, '-o', str(tmp_path / 'clean')],
+                ['record', protocol.JOINT_STATES, '-o', str(tmp_path / 'clean')],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         procs.procs.append(rec)
-        assert recording(node, executor, topics.JOINT_STATES)
+        assert recording(node, executor, protocol.JOINT_STATES)
         sent = [JointState(name=['a'], position=[float(i)]) for i in range(50)]
         for msg in sent:
             js_pub.publish(msg)
@@ -404,16 +404,16 @@ def test_recorder_stores_raw_bytes_and_offers_and_survives_a_hard_kill(ros_node,
         reader = BagReader(tmp_path / 'clean')
         assert reader.metadata is not None and not reader.report()
         got = [deserialize_message(m.data, JointState)
-               for m in reader.messages([topics.JOINT_STATES])]
+               for m in reader.messages([protocol.JOINT_STATES])]
         assert got == sent   # (the bytes differ from serialize_message's only in CDR padding)
-        offer = reader.topics()[topics.JOINT_STATES]['qos']
+        offer = reader.topics()[protocol.JOINT_STATES]['qos']
         assert offer[0]['reliability'] == 'best_effort'
         assert 'closed' in (tmp_path / 'rec1.log').read_text()
 
         # SIGKILL mid-recording: what was flushed is read back, and the reader says how
         rec = procs.start(recorder_cmd(), 'recorder', log_path=tmp_path / 'rec2.log',
                           params={'output': str(tmp_path / 'killed'), 'flush_period': 0.2})
-        assert recording(node, executor, topics.JOINT_STATES)
+        assert recording(node, executor, protocol.JOINT_STATES)
         for i in range(100):
             js_pub.publish(JointState(name=['a'], position=[float(i)]))
             executor.spin_once(timeout_sec=0.005)
@@ -445,7 +445,7 @@ def test_record_relabel_train_improves_the_policy(small, tmp_path):
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     returns = []
-    node.create_subscription(Float64, topics.EPISODE_RETURN, lambda m: returns.append(m.data),
+    node.create_subscription(Float64, protocol.EPISODE_RETURN, lambda m: returns.append(m.data),
                              10)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     try:
@@ -457,8 +457,8 @@ def test_record_relabel_train_improves_the_policy(small, tmp_path):
                     params={'trigger': 'state', 'hold': 'zero', 'autostart': False})
         recorder = procs.start(recorder_cmd(), 'recorder', log_path=tmp_path / 'rec.log',
                                params={'output': str(bag), 'sim': True})
-        assert recording(node, executor, topics.FULL_STATE)
-        assert recording(node, executor, topics.JOINT_STATES)
+        assert recording(node, executor, protocol.FULL_STATE)
+        assert recording(node, executor, protocol.JOINT_STATES)
         spinner.start()
         client = GraphClient(node, task, timeout=60.0)
         client.executor_drive(str(weak))
@@ -481,7 +481,7 @@ def test_record_relabel_train_improves_the_policy(small, tmp_path):
     assert summary['episodes'] >= 3
     rollouts = Dataset.load(shard).rollouts
     info = rollouts[-1].info
-    assert info['bag'] == str(bag) and info['topic'] == topics.FULL_STATE
+    assert info['bag'] == str(bag) and info['topic'] == protocol.FULL_STATE
     assert info['planner']['name'] == 'icem' and info['planner']['config']['budget'] == 60
     assert len(info['log_times_ns']) == len(rollouts[-1].obs) == task.episode_steps
 

@@ -364,7 +364,7 @@ def test_shipped_configs_resolve_to_the_values_they_spelled_out(name, tmp_path):
 
 def test_every_section_is_typed():
     from apex_ros.learning.apex import ApexConfig
-    from apex_ros.learning.student import TrainConfig
+    from apex_ros.learning.train_config import TrainConfig
     from apex_ros.learning.value import ValueConfig
     from apex_ros.tasks.cartpole import CartpoleSwingup
     cfg = load_run_config('halfcheetah_run')

@@ -17,7 +17,7 @@ from std_msgs.msg import Float64MultiArray  # noqa: E402
 
 from apex_ros.bags.reader import BagReader  # noqa: E402
 from apex_ros.deploy.bundle import PolicyBundle  # noqa: E402
-from apex_ros.ros import protocol as topics  # noqa: E402
+from apex_ros.ros import protocol  # noqa: E402
 from apex_ros.ros.graph import GRAPHS  # noqa: E402
 from apex_ros.ros.launcher import graph_argvs, parse_launch_arguments  # noqa: E402
 
@@ -77,14 +77,14 @@ def tiny_config(tmp_path):
 
 def test_sim_node_rejects_wrong_size_and_non_finite_commands(node, tmp_path, cartpole):
     def step(msg):
-        return topics.unpack_full_state(msg.data, cartpole.layout.size, cartpole.model.nv).step
+        return protocol.unpack_full_state(msg.data, cartpole.layout.size, cartpole.model.nv).step
     log = tmp_path / 'sim.log'
     procs = rosutil.NodeProcesses()
     procs.start(rosutil.executable('sim_node', 'apex_ros.ros.nodes.sim_node'), 'sim',
                 {'mode': 'lockstep', 'state_republish': 0.2}, log_path=log)
     try:
-        states = rosutil.Collector(node, Float64MultiArray, topics.FULL_STATE)
-        pub = node.create_publisher(Float64MultiArray, topics.command_topic('effort_controller'),
+        states = rosutil.Collector(node, Float64MultiArray, protocol.FULL_STATE)
+        pub = node.create_publisher(Float64MultiArray, protocol.command_topic('effort_controller'),
                                     10)
         assert rosutil.wait_for_subscribers(pub, spin=node, timeout=20)
         assert states.wait(1, timeout=20, spin=node)            # the reset state (re-sent)
@@ -164,8 +164,8 @@ def test_graph_trains_a_policy_and_the_executor_drives_the_sim(tmp_path, cartpol
     # record:=DIR recorded the policy rollouts (the DAgger one and the final drive: sim
     # episodes 2 and 3), not the expert's (episode 1); cleanly closed, so nothing to recover
     reader = BagReader(bag)
-    episodes = {topics.unpack_full_state(m.msg.data, cartpole.layout.size, cartpole.model.nv)
-                .episode for m in reader.messages([topics.FULL_STATE], decode=True)}
+    episodes = {protocol.unpack_full_state(m.msg.data, cartpole.layout.size, cartpole.model.nv)
+                .episode for m in reader.messages([protocol.FULL_STATE], decode=True)}
     assert episodes == {2, 3}
     assert not reader.damaged
 

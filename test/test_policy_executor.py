@@ -29,13 +29,12 @@ from apex_ros.deploy.bundle import PolicyBundle
 from apex_ros.deploy.export import export_bundle
 from apex_ros.deploy.observation import JointObservation
 from apex_ros.learning.student import MLPPolicy
-from apex_ros.ros import protocol as topics
-from apex_ros.ros import qos
+from apex_ros.ros import protocol, qos
 from apex_ros.ros.nodes.policy_executor import PolicyExecutor
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 NAMES = ['slider', 'hinge']
-COMMANDS = topics.command_topic(topics.DEFAULT_CONTROLLER)
+COMMANDS = protocol.command_topic(protocol.DEFAULT_CONTROLLER)
 # One executor name per test: rclpy's lifecycle Node.destroy_node() leaves the rcl node (and its
 # /rosout publisher) alive until garbage collection, so a reused name would mix up /rosout.
 NAMES_IN_USE = (f'policy_executor_{i}' for i in itertools.count())
@@ -90,8 +89,8 @@ class Rig:
         self.probe = rclpy.create_node('probe', context=context)
         self.spin.add_node(self.probe)
         self.state, self.published, self.node = None, 0, None
-        self.state_pub = self.probe.create_publisher(JointState, topics.JOINT_STATES, 10)
-        self.bundle_pub = self.probe.create_publisher(String, topics.POLICY_BUNDLE, qos.BUNDLE)
+        self.state_pub = self.probe.create_publisher(JointState, protocol.JOINT_STATES, 10)
+        self.bundle_pub = self.probe.create_publisher(String, protocol.POLICY_BUNDLE, qos.BUNDLE)
         self.commands = Collector(self.probe, Float64MultiArray, COMMANDS)
         self.logs = LogCollector(self.probe, self.name)
         self.probe.create_timer(0.005, self._publish_state)

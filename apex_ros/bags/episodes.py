@@ -20,7 +20,7 @@ import dataclasses
 
 import numpy as np
 
-from ..ros import protocol as topics
+from ..ros import protocol
 from ..sim.observation import ONE_DOF, JointStates
 from .reader import BagReader
 from .writer import BagError
@@ -36,8 +36,8 @@ class RecordedEpisode:
 
 
 def load_episodes(reader: BagReader, task, source: str = 'auto',
-                  full_state_topic: str = topics.FULL_STATE,
-                  joint_states_topic: str = topics.JOINT_STATES,
+                  full_state_topic: str = protocol.FULL_STATE,
+                  joint_states_topic: str = protocol.JOINT_STATES,
                   episode_gap: float = 1.0, ignore_joints=()):
     """-> (episodes [RecordedEpisode], notes [str]) from one bag."""
     if source not in ('auto', 'full_state', 'joint_states'):
@@ -71,8 +71,8 @@ class FullStateEpisodes:
         duplicates = 0
         for m in self.reader.messages([self.topic], decode=True):
             try:
-                full = topics.unpack_full_state(m.msg.data, self.nstate, self.nv, self.topic)
-            except topics.ProtocolError as e:
+                full = protocol.unpack_full_state(m.msg.data, self.nstate, self.nv, self.topic)
+            except protocol.ProtocolError as e:
                 raise BagError(f'{self.reader.path}: message {m.index} on {e} for task '
                                f'{self.task.name}: recorded with another task or model?'
                                ) from None

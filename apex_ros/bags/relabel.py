@@ -161,15 +161,15 @@ def relabel_bags(bag_paths, run_cfg, policy_path, out, workers: int | None = Non
                  progress: bool = True, log=print) -> dict:
     """Read `bag_paths`, relabel every episode, save the shard to `out`; returns a summary."""
     from ..learning.dataset import Dataset, LabeledRollout
-    from ..ros import protocol as topics
+    from ..ros import protocol
     settings = expert_settings(run_cfg, policy_path, threads)
     task = run_cfg.make_task()
     episodes, bag_notes = [], {}
     for path in bag_paths:
         reader = BagReader(path)
         found, notes = load_episodes(
-            reader, task, source, full_state_topic or topics.FULL_STATE,
-            joint_states_topic or topics.JOINT_STATES, episode_gap, ignore_joints)
+            reader, task, source, full_state_topic or protocol.FULL_STATE,
+            joint_states_topic or protocol.JOINT_STATES, episode_gap, ignore_joints)
         lines = reader.report() + notes
         bag_notes[str(reader.path)] = lines
         for line in lines:

@@ -6,7 +6,8 @@
     planners: {cem_gd: {...}, mppi: {...}}   settings of other planners, used when one is
               selected instead (`--planner`); horizon and budget carry over from planner:
     rollout:  {threads}
-    apex:     ApexConfig (learning/apex.py)       train: TrainConfig (learning/student.py)
+    apex:     ApexConfig (learning/apex/config.py)
+    train:    TrainConfig (learning/train_config.py)
     value:    ValueConfig (learning/value.py)
     seed:     0
     schedule: settings that change at given APEX iterations (config/schedule.py)
@@ -51,7 +52,7 @@ class RolloutSection:
 SECTIONS = {
     'rollout': 'apex_ros.config.run:RolloutSection',
     'apex': 'apex_ros.learning.apex:ApexConfig',
-    'train': 'apex_ros.learning.student:TrainConfig',
+    'train': 'apex_ros.learning.train_config:TrainConfig',
     'value': 'apex_ros.learning.value:ValueConfig',
 }
 ALL_SECTIONS = ('task', 'planner', 'planners', *SECTIONS, 'seed', 'schedule')

@@ -3,11 +3,14 @@ training uses the latest `window` rollouts (APEX Table 3: "# latest rollouts use
 import dataclasses
 import io
 import json
+import zipfile
 
 import numpy as np
 
 from ..errors import ApexError
 from ..files import atomic_write_bytes
+
+NPZ_MAGIC = b'PK'   # an .npz is a zip archive
 
 
 @dataclasses.dataclass
@@ -21,10 +24,15 @@ class LabeledRollout:
 
 class Dataset:
     def __init__(self, window: int):
+        self.rollouts: list[LabeledRollout] = []
+        self.set_window(window)
+
+    def set_window(self, window: int):
+        """Keep the latest `window` rollouts from now on (and drop older ones now)."""
         if window < 1:
             raise ApexError(f'dataset window must be >= 1 rollouts, got {window}')
         self.window = window
-        self.rollouts: list[LabeledRollout] = []
+        del self.rollouts[:-window]
 
     def add(self, rollout: LabeledRollout):
         if len(rollout.obs) != len(rollout.actions):
@@ -61,15 +69,24 @@ class Dataset:
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str = 'dataset'):
+        def refuse(why):
+            return ApexError(f'{source}: not an apex_ros dataset shard ({why})')
+        if not data.startswith(NPZ_MAGIC):
+            raise refuse('not an .npz archive')
         try:
-            npz = np.load(io.BytesIO(data))
-            meta = json.loads(bytes(npz['meta']).decode())
+            npz = np.load(io.BytesIO(data), allow_pickle=False)
+            if 'meta' not in npz:
+                raise refuse('a zip archive without the dataset description `meta`')
+            try:
+                meta = json.loads(bytes(npz['meta']).decode())
+            except ValueError:   # also numpy's refusal of object arrays (pickles)
+                raise refuse('its `meta` entry is not a dataset description') from None
             ds = cls(meta['window'])
             for i, r in enumerate(meta['rollouts']):
                 ds.rollouts.append(LabeledRollout(npz[f'obs_{i}'], npz[f'actions_{i}'],
                                                   r['kind'], r['iteration'], r.get('info', {})))
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:
-            raise ApexError(f'{source}: not a readable apex_ros dataset: {e}') from None
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as e:
+            raise refuse(f'{type(e).__name__}: {e}') from None
         return ds
 
     def save(self, path):

@@ -1,7 +1,7 @@
 """rclpy QoS profiles built from the plain settings in apex_ros.ros.protocol."""
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
-from . import protocol as topics
+from . import protocol
 
 
 def profile(settings: dict) -> QoSProfile:
@@ -14,9 +14,9 @@ def profile(settings: dict) -> QoSProfile:
                     else DurabilityPolicy.VOLATILE))
 
 
-STATE = profile(topics.STATE_QOS)
-STATE_PUB = profile(topics.STATE_PUB_QOS)
-FULL_STATE = profile(topics.FULL_STATE_QOS)
-COMMAND = profile(topics.COMMAND_QOS)
-BUNDLE = profile(topics.BUNDLE_QOS)
-EVENT = profile(topics.EVENT_QOS)
+STATE = profile(protocol.STATE_QOS)
+STATE_PUB = profile(protocol.STATE_PUB_QOS)
+FULL_STATE = profile(protocol.FULL_STATE_QOS)
+COMMAND = profile(protocol.COMMAND_QOS)
+BUNDLE = profile(protocol.BUNDLE_QOS)
+EVENT = profile(protocol.EVENT_QOS)

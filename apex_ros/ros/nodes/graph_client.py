@@ -16,8 +16,7 @@ from std_msgs.msg import Float64, Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 
 from ...errors import ApexError
-from .. import protocol as topics
-from .. import qos
+from .. import protocol, qos
 
 
 class GraphError(ApexError):
@@ -47,8 +46,8 @@ class EpisodeRecorder:
 
     def on_state(self, msg):
         try:
-            full = topics.unpack_full_state(msg.data, **self.sizes)
-        except topics.ProtocolError as e:
+            full = protocol.unpack_full_state(msg.data, **self.sizes)
+        except protocol.ProtocolError as e:
             self.logger.error(f'ignored: {e}', throttle_duration_sec=2.0)
             return
         with self.lock:
@@ -57,8 +56,8 @@ class EpisodeRecorder:
 
     def on_demo(self, msg):
         try:
-            demo = topics.unpack_demonstration(msg.data, **self.demo_sizes)
-        except topics.ProtocolError as e:
+            demo = protocol.unpack_demonstration(msg.data, **self.demo_sizes)
+        except protocol.ProtocolError as e:
             self.logger.error(f'ignored: {e}', throttle_duration_sec=2.0)
             return
         with self.lock:
@@ -73,28 +72,28 @@ class EpisodeRecorder:
 
 
 class GraphClient:
-    def __init__(self, node, task, sim=topics.SIM_NODE, planner=topics.PLANNER_NODE,
-                 executor=topics.EXECUTOR_NODE, recorder=topics.RECORDER_NODE, timeout=300.0):
+    def __init__(self, node, task, sim=protocol.SIM_NODE, planner=protocol.PLANNER_NODE,
+                 executor=protocol.EXECUTOR_NODE, recorder=protocol.RECORDER_NODE, timeout=300.0):
         self.node, self.task, self.timeout = node, task, timeout
         self.recorder = EpisodeRecorder(task.layout.size, task.model.nv, task.obs_dim, task.nu,
                                         node.get_logger())
         self.last_episode = -1
         cb = node.create_client
-        self.reset_client = cb(Trigger, topics.service(sim, topics.RESET))
-        self.planner_active = cb(SetBool, topics.service(planner, topics.SET_ACTIVE))
+        self.reset_client = cb(Trigger, protocol.service(sim, protocol.RESET))
+        self.planner_active = cb(SetBool, protocol.service(planner, protocol.SET_ACTIVE))
         self.planner_params = cb(SetParameters, f'/{planner}/set_parameters')
         self.executor_change = cb(ChangeState, f'/{executor}/change_state')
         self.executor_state = cb(GetState, f'/{executor}/get_state')
         self.executor_params = cb(SetParameters, f'/{executor}/set_parameters')
-        self.recorder_resume = cb(Trigger, topics.service(recorder, topics.RESUME))
-        self.recorder_pause = cb(Trigger, topics.service(recorder, topics.PAUSE))
+        self.recorder_resume = cb(Trigger, protocol.service(recorder, protocol.RESUME))
+        self.recorder_pause = cb(Trigger, protocol.service(recorder, protocol.PAUSE))
         sub = node.create_subscription
-        self.sub_state = sub(Float64MultiArray, topics.FULL_STATE, self.recorder.on_state,
+        self.sub_state = sub(Float64MultiArray, protocol.FULL_STATE, self.recorder.on_state,
                              qos.FULL_STATE)
-        self.sub_demo = sub(Float64MultiArray, topics.DEMONSTRATIONS, self.recorder.on_demo,
+        self.sub_demo = sub(Float64MultiArray, protocol.DEMONSTRATIONS, self.recorder.on_demo,
                             qos.EVENT)
-        sub(Float64, topics.EPISODE_RETURN, self.recorder.on_return, qos.EVENT)
-        self.pub_bundle = node.create_publisher(String, topics.POLICY_BUNDLE, qos.BUNDLE)
+        sub(Float64, protocol.EPISODE_RETURN, self.recorder.on_return, qos.EVENT)
+        self.pub_bundle = node.create_publisher(String, protocol.POLICY_BUNDLE, qos.BUNDLE)
 
     # --- plumbing ---------------------------------------------------------------------------
     def call(self, client, request, what):
@@ -135,7 +134,7 @@ class GraphClient:
         self._set_param(self.planner_params, 'policy', path, 'planner policy')
 
     def announce_bundle(self, path: str):
-        self.pub_bundle.publish(String(data=topics.pack_bundle_announcement(path)))
+        self.pub_bundle.publish(String(data=protocol.pack_bundle_announcement(path)))
 
     def executor_lifecycle_state(self) -> str:
         answer = self.call(self.executor_state, GetState.Request(), 'executor state')
@@ -178,7 +177,7 @@ class GraphClient:
         rec = self.recorder
         rec.arm(self.last_episode + 1)
         res = self.call(self.reset_client, Trigger.Request(), 'sim reset')
-        self.last_episode = topics.unpack_reset_reply(
+        self.last_episode = protocol.unpack_reset_reply(
             res.message, self.reset_client.srv_name).episode
         deadline = time.monotonic() + self.timeout
         while True:

@@ -23,25 +23,27 @@ from ...config.run import load_run_config
 from ...deploy.bundle import BundleError, PolicyBundle
 from ...deploy.export import task_signature
 from ...errors import ApexError
+from ...learning.apex.config import apex_settings
+from ...planners import make_planner
 from ...sim.observation import JointStates
-from .. import protocol as topics
-from .. import qos
+from .. import protocol, qos
 from .common import float64_array, spin
 
 
 class PlannerNode(Node):
     def __init__(self):
-        super().__init__(topics.PLANNER_NODE)
+        super().__init__(protocol.PLANNER_NODE)
         p = self.declare_parameter
         task_name = p('task', 'cartpole_swingup').value
         config = p('config', 'default').value
         planner_name = p('planner', '').value
         threads = p('threads', 0).value
         self.seed = p('seed', 0).value
-        controller = p('controller', topics.DEFAULT_CONTROLLER).value
+        controller = p('controller', protocol.DEFAULT_CONTROLLER).value
         self.active = p('active', False).value
         source = p('state_source', 'full_state').value
         self.guided = p('guided', True).value
+        apex_expert = p('apex_expert', False).value
         p('policy', '')
         self.policy_source = None
         if source not in ('full_state', 'joint_states'):
@@ -52,7 +54,9 @@ class PlannerNode(Node):
                                    planner=planner_name or None,
                                    sets=split_sets(p('set', '').value))
         self.task = self.cfg.make_task()
-        self.planner = self.cfg.make_planner(self.task, threads=threads or None, seed=self.seed)
+        planner_cfg = apex_settings(self.cfg)[1] if apex_expert else self.cfg.planner
+        self.planner = make_planner(self.task, self.cfg.planner_name, planner_cfg,
+                                    threads=threads or self.cfg.rollout.threads, seed=self.seed)
         self.signature = task_signature(self.task)
         self.nstate, self.nv = self.task.layout.size, self.task.model.nv
         self.joints = JointStates(self.task.model)
@@ -60,16 +64,17 @@ class PlannerNode(Node):
         self.episode = None
 
         self.pub_command = self.create_publisher(
-            Float64MultiArray, topics.command_topic(controller), qos.COMMAND)
-        self.pub_demo = self.create_publisher(Float64MultiArray, topics.DEMONSTRATIONS, qos.EVENT)
+            Float64MultiArray, protocol.command_topic(controller), qos.COMMAND)
+        self.pub_demo = self.create_publisher(Float64MultiArray, protocol.DEMONSTRATIONS,
+                                              qos.EVENT)
         if source == 'full_state':
-            self.create_subscription(Float64MultiArray, topics.FULL_STATE, self.on_full_state,
+            self.create_subscription(Float64MultiArray, protocol.FULL_STATE, self.on_full_state,
                                      qos.STATE)
         else:
-            self.create_subscription(JointState, topics.JOINT_STATES, self.on_joint_state,
+            self.create_subscription(JointState, protocol.JOINT_STATES, self.on_joint_state,
                                      qos.STATE)
-        self.create_subscription(String, topics.POLICY_BUNDLE, self.on_bundle, qos.BUNDLE)
-        self.create_service(SetBool, topics.SET_ACTIVE, self.on_set_active)
+        self.create_subscription(String, protocol.POLICY_BUNDLE, self.on_bundle, qos.BUNDLE)
+        self.create_service(SetBool, protocol.SET_ACTIVE, self.on_set_active)
         self.add_on_set_parameters_callback(self.on_parameters)
         self.get_logger().info(
             f'{self.cfg.planner_name} on {self.task.name}: {self.planner.samples_per_step} '
@@ -103,7 +108,7 @@ class PlannerNode(Node):
 
     def on_bundle(self, msg):
         try:
-            self.load_policy(topics.unpack_bundle_announcement(msg.data))
+            self.load_policy(protocol.unpack_bundle_announcement(msg.data))
         except ApexError as e:
             self.get_logger().error(f'refused announced bundle: {e}')
 
@@ -117,8 +122,8 @@ class PlannerNode(Node):
 
     def on_full_state(self, msg):
         try:
-            full = topics.unpack_full_state(msg.data, self.nstate, self.nv)
-        except topics.ProtocolError as e:
+            full = protocol.unpack_full_state(msg.data, self.nstate, self.nv)
+        except protocol.ProtocolError as e:
             self.get_logger().error(f'ignored full state: {e}', throttle_duration_sec=2.0)
             return
         self.plan_for(full.episode, full.step, full.state, full.warmstart)
@@ -139,10 +144,10 @@ class PlannerNode(Node):
             self.planner.reset(self.seed + episode)
         result = self.planner.plan(state, warmstart)
         self.answered = (episode, step)
-        self.pub_command.publish(float64_array(topics.pack_command(result.action)))
+        self.pub_command.publish(float64_array(protocol.pack_command(result.action)))
         obs = self.task.observe(state[None])[0]
-        self.pub_demo.publish(float64_array(topics.pack_demonstration(
-            topics.Demonstration(episode, step, obs, result.action))))
+        self.pub_demo.publish(float64_array(protocol.pack_demonstration(
+            protocol.Demonstration(episode, step, obs, result.action))))
 
 
 def main(argv=None):

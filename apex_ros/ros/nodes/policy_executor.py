@@ -56,8 +56,7 @@ from std_srvs.srv import SetBool
 from ...deploy.bundle import BundleError, PolicyBundle
 from ...deploy.observation import JointObservation
 from ...errors import ApexError
-from .. import protocol as topics
-from .. import qos
+from .. import protocol, qos
 from .common import float64_array
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -81,16 +80,16 @@ def logged(transition):
 
 
 class PolicyExecutor(Node):
-    def __init__(self, node_name=topics.EXECUTOR_NODE, **kwargs):
+    def __init__(self, node_name=protocol.EXECUTOR_NODE, **kwargs):
         super().__init__(node_name, **kwargs)
         self._estop = False  # latched: survives deactivate/cleanup until cleared
         self._steady = Clock(clock_type=ClockType.STEADY_TIME)
         self._reset()
         self.declare_parameters('', [
             ('bundle', ''),
-            ('controller', topics.DEFAULT_CONTROLLER),
-            ('joint_states_topic', topics.JOINT_STATES),
-            ('bundle_topic', topics.POLICY_BUNDLE),
+            ('controller', protocol.DEFAULT_CONTROLLER),
+            ('joint_states_topic', protocol.JOINT_STATES),
+            ('bundle_topic', protocol.POLICY_BUNDLE),
             ('rate_hz', 0.0),
             ('state_timeout', 0.0),
             ('trigger', 'timer'),
@@ -101,7 +100,7 @@ class PolicyExecutor(Node):
             ('autostart', False),
         ])
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.create_service(SetBool, topics.ESTOP, self._on_estop)
+        self.create_service(SetBool, protocol.ESTOP, self._on_estop)
 
     def _reset(self):
         self._configured = self._active = False
@@ -147,7 +146,7 @@ class PolicyExecutor(Node):
         self._state_topic = p['joint_states_topic']
         self._policy = policy
         self._pub = self.create_lifecycle_publisher(
-            Float64MultiArray, topics.command_topic(p['controller']), qos.COMMAND)
+            Float64MultiArray, protocol.command_topic(p['controller']), qos.COMMAND)
         self._subs = [
             self.create_subscription(JointState, p['joint_states_topic'], self._on_state,
                                      qos.STATE),
@@ -261,7 +260,7 @@ class PolicyExecutor(Node):
 
     def _on_bundle(self, msg):
         try:
-            path = topics.unpack_bundle_announcement(msg.data)
+            path = protocol.unpack_bundle_announcement(msg.data)
         except ApexError as e:
             self.get_logger().error(f'refused bundle: {e}')
             return
@@ -373,7 +372,7 @@ class PolicyExecutor(Node):
 
     def _publish(self, command):
         if np.all(np.isfinite(command)):  # never let a non-finite value reach the controller
-            self._pub.publish(float64_array(topics.pack_command(command)))
+            self._pub.publish(float64_array(protocol.pack_command(command)))
 
     def _on_estop(self, request, response):
         self._estop = bool(request.data)

@@ -28,13 +28,13 @@ from std_srvs.srv import Trigger
 
 from ...bags import metadata as md
 from ...bags.writer import BagWriter
-from .. import protocol as names
+from .. import protocol
 from .common import spin
 
 
 def default_topics(controller: str, sim: bool) -> list:
-    chosen = [names.JOINT_STATES, names.command_topic(controller)]
-    return chosen + [names.FULL_STATE] if sim else chosen
+    chosen = [protocol.JOINT_STATES, protocol.command_topic(controller)]
+    return chosen + [protocol.FULL_STATE] if sim else chosen
 
 
 def default_output() -> str:
@@ -81,11 +81,11 @@ def subscription_qos(endpoints, depth: int) -> QoSProfile:
 
 class RecorderNode(Node):
     def __init__(self, **settings):
-        super().__init__(settings.pop('node_name', names.RECORDER_NODE))
+        super().__init__(settings.pop('node_name', protocol.RECORDER_NODE))
 
         def p(name, default):
             return self.declare_parameter(name, settings.get(name, default)).value
-        controller = p('controller', names.DEFAULT_CONTROLLER)
+        controller = p('controller', protocol.DEFAULT_CONTROLLER)
         sim = p('sim', False)
         requested = [t for t in p('topics', ['']) if t]
         self.wanted = requested or default_topics(controller, sim)
@@ -100,9 +100,9 @@ class RecorderNode(Node):
         self.subscribed, self.dropped_while_paused = {}, 0
         self.create_timer(p('poll_period', 0.2), self.discover)
         self.create_timer(flush_period, self.writer.flush_if_due)
-        self.create_service(Trigger, names.PAUSE, self.on_pause)
-        self.create_service(Trigger, names.RESUME, self.on_resume)
-        self.create_service(Trigger, names.SPLIT_BAGFILE, self.on_split)
+        self.create_service(Trigger, protocol.PAUSE, self.on_pause)
+        self.create_service(Trigger, protocol.RESUME, self.on_resume)
+        self.create_service(Trigger, protocol.SPLIT_BAGFILE, self.on_split)
         self.get_logger().info(f'recording to {self.writer.path}: waiting for '
                                f'{", ".join(self.wanted)}'
                                + (' (paused)' if self.paused else ''))

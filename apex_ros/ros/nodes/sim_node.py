@@ -26,8 +26,7 @@ from ...config.layers import split_sets
 from ...config.run import load_run_config
 from ...sim.observation import JointStates
 from ...sim.simulation import Simulation
-from .. import protocol as topics
-from .. import qos
+from .. import protocol, qos
 from .common import float64_array, spin
 
 
@@ -38,12 +37,12 @@ def stamp(seconds: float) -> Time:
 
 class SimNode(Node):
     def __init__(self):
-        super().__init__(topics.SIM_NODE)
+        super().__init__(protocol.SIM_NODE)
         p = self.declare_parameter
         self.task_name = p('task', 'cartpole_swingup').value
         config = p('config', 'default').value
         self.mode = p('mode', 'lockstep').value
-        controller = p('controller', topics.DEFAULT_CONTROLLER).value
+        controller = p('controller', protocol.DEFAULT_CONTROLLER).value
         self.command_timeout = p('command_timeout', 0.5).value
         self.seed = p('seed', 0).value
         self.auto_reset = p('auto_reset', False).value
@@ -59,16 +58,16 @@ class SimNode(Node):
         self.actuated = self.task.actuated_joints()
         self.hold = np.zeros(self.task.nu)
 
-        self.pub_joints = self.create_publisher(JointState, topics.JOINT_STATES, qos.STATE_PUB)
-        self.pub_full = self.create_publisher(Float64MultiArray, topics.FULL_STATE,
+        self.pub_joints = self.create_publisher(JointState, protocol.JOINT_STATES, qos.STATE_PUB)
+        self.pub_full = self.create_publisher(Float64MultiArray, protocol.FULL_STATE,
                                               qos.FULL_STATE)
-        self.pub_reward = self.create_publisher(Float64, topics.REWARD, qos.EVENT)
-        self.pub_return = self.create_publisher(Float64, topics.EPISODE_RETURN, qos.EVENT)
-        self.pub_clock = self.create_publisher(Clock, topics.CLOCK, qos.COMMAND)
-        self.command_topic = topics.command_topic(controller)
+        self.pub_reward = self.create_publisher(Float64, protocol.REWARD, qos.EVENT)
+        self.pub_return = self.create_publisher(Float64, protocol.EPISODE_RETURN, qos.EVENT)
+        self.pub_clock = self.create_publisher(Clock, protocol.CLOCK, qos.COMMAND)
+        self.command_topic = protocol.command_topic(controller)
         self.create_subscription(Float64MultiArray, self.command_topic, self.on_command,
                                  qos.COMMAND)
-        self.create_service(Trigger, topics.RESET, self.on_reset)
+        self.create_service(Trigger, protocol.RESET, self.on_reset)
 
         self.episode = -1
         self.last_command, self.last_command_time = None, None
@@ -92,15 +91,15 @@ class SimNode(Node):
     def on_reset(self, request, response):
         self._reset()
         response.success = True
-        response.message = topics.pack_reset_reply(
-            topics.ResetReply(self.episode, self.seed + self.episode))
+        response.message = protocol.pack_reset_reply(
+            protocol.ResetReply(self.episode, self.seed + self.episode))
         return response
 
     # --- commands ---------------------------------------------------------------------------
     def on_command(self, msg):
         try:
-            command = topics.unpack_command(msg.data, self.actuated, self.command_topic)
-        except topics.ProtocolError as e:
+            command = protocol.unpack_command(msg.data, self.actuated, self.command_topic)
+        except protocol.ProtocolError as e:
             self.get_logger().warning(f'rejected command: {e}')
             return
         if self.mode == 'realtime':
@@ -153,7 +152,7 @@ class SimNode(Node):
                         velocity=velocities.tolist(), effort=efforts.tolist())
         js.header.stamp = t
         self.pub_joints.publish(js)
-        self.pub_full.publish(float64_array(topics.pack_full_state(topics.FullState(
+        self.pub_full.publish(float64_array(protocol.pack_full_state(protocol.FullState(
             self.episode, self.sim.steps, self.sim.state(), self.sim.warmstart()))))
 
 

@@ -1,11 +1,13 @@
 """Trainer node: runs APEX iterations across the graph.
 
-The loop, persistence and resume are the offline ApexTrainer's; only where rollouts come
-from differs: it resets the simulation and lets the planner drive (expert rollouts), lets the
-executor drive (policy rollouts) and has the planner relabel their states, trains, exports
-each bundle atomically and hands it to the planner (parameter `policy`) and announces it on
-/apex/policy_bundle. At the end the executor drives the simulation with the final bundle and
-the node prints expert vs policy return, then exits (which ends the launch).
+The loop, persistence and resume are the offline ApexTrainer's; its rollouts come from a
+GraphRolloutSource (graph_source.py): it resets the simulation and lets the planner drive
+(expert rollouts), lets the executor drive (policy rollouts) and relabels their states with
+the planner node's expert in-process; every new student is written atomically, handed to the
+planner (parameter `policy`) and announced on /apex/policy_bundle. At the end the executor
+drives the simulation with the final bundle and the node prints expert vs policy return,
+then exits (which ends the launch). Stopped (SIGINT/SIGTERM), it lets the write in progress
+finish and starts no other, so the run directory holds only complete files.
 """
 import sys
 import threading
@@ -16,63 +18,12 @@ from rclpy.node import Node
 
 from ...config.layers import split_sets
 from ...config.run import load_run_config
-from ...files import atomic_write_bytes
-from ...learning.apex import ApexTrainer
-from ...sim.episodes import Episode
+from ...files import block_writes
+from ...learning.apex.loop import ApexTrainer, RunStopped
 from .common import spin
-from .graph_client import GraphClient
+from .graph_source import GraphRolloutSource
 
-
-class GraphApexTrainer(ApexTrainer):
-    adds_expert_action_noise = False   # the planner node commands the simulation itself
-
-    def __init__(self, node, run_cfg, out_dir, resume=False, timeout=300.0, **kwargs):
-        self.graph = None
-        super().__init__(run_cfg, out_dir, resume=resume, **kwargs)
-        self.bundle_path = self.out / 'current_policy.onnx'
-        self.graph = GraphClient(node, self.task, timeout=timeout)
-        self.graph.wait_ready()
-        self._refresh_policy(self.iteration + (self.phase in ('dagger', 'train_dagger')))
-
-    def _refresh_policy(self, version):
-        super()._refresh_policy(version)
-        if self.graph is None:
-            return
-        atomic_write_bytes(self.bundle_path, self.policy_bytes)
-        self.graph.set_planner_policy(str(self.bundle_path) if self.apex.guided else '')
-        self.graph.announce_bundle(str(self.bundle_path))
-
-    def _episode(self, states, actions, ret):
-        rewards = self.task.reward(states[None], actions[None])[0]
-        steps = len(actions)
-        return Episode(states, actions, rewards, np.zeros(steps), np.zeros(steps),
-                       self.task.success(states))
-
-    def expert_rollout(self, seed, label):
-        self.graph.executor_stop()
-        self.graph.set_planner_active(True)
-        try:
-            states, _, demos, ret = self.graph.run_episode(demos=True)
-        finally:
-            self.graph.set_planner_active(False)
-        actions = np.array([demos[t][1] for t in range(len(states) - 1)])
-        return self._episode(states, actions, ret)
-
-    def policy_rollout(self, seed):
-        self.graph.set_planner_active(False)
-        self.graph.executor_drive(str(self.bundle_path))
-        self.graph.set_recording(True)
-        try:
-            states, warmstarts, _, ret = self.graph.run_episode()
-        finally:
-            self.graph.set_recording(False)
-            self.graph.executor_stop()
-        actions = np.clip(self.policy(self.task.observe(states[:-1])),
-                          self.task.action_low, self.task.action_high)
-        return self._episode(states, actions, ret), list(warmstarts[:-1])
-
-    def relabel(self, states, warmstarts, seed, progress=None):
-        return self.planner.relabel(states, warmstarts, seed)
+WRITE_GRACE = 5.0   # s an atomic write in progress may take to finish when stopped
 
 
 class TrainerNode(Node):
@@ -92,20 +43,23 @@ class TrainerNode(Node):
                                        overrides, sets=split_sets(p('set', '').value))
         self.status = None
         self.finished = threading.Event()   # spin() returns once it is set
+        self.stop_requested = threading.Event()
         self.worker = threading.Thread(target=self.work, daemon=True)
         self.worker.start()
 
     def work(self):
         trainer = None
         try:
-            trainer = GraphApexTrainer(self, self.run_cfg, self.out_dir, resume=self.resume,
-                                       timeout=self.timeout,
-                                       allow_config_change=self.allow_config_change,
-                                       log=lambda msg: print(msg, flush=True))
+            source = GraphRolloutSource(self, self.out_dir / 'current_policy.onnx',
+                                        timeout=self.timeout)
+            trainer = ApexTrainer(self.run_cfg, self.out_dir, resume=self.resume,
+                                  log=lambda msg: print(msg, flush=True), source=source,
+                                  allow_config_change=self.allow_config_change,
+                                  stop_requested=self.stop_requested)
             summary = trainer.run()
             returns = []
             for _ in range(self.final_episodes):
-                ep, _ = trainer.policy_rollout(0)
+                ep, _ = source.policy_rollout(0)
                 returns.append(ep.ret)
             print(f'expert return {summary["final_expert_return"]:.2f} vs policy return '
                   f'{np.mean(returns):.2f} (executor driving the simulation through ROS, '
@@ -114,16 +68,24 @@ class TrainerNode(Node):
             print(f'bundle: {summary["policy_bundle"]}\nlearning curve: '
                   f'{summary["learning_curve"]}', flush=True)
             self.status = 0
+        except RunStopped as e:
+            self.get_logger().warning(str(e))
+            self.status = 1
         except Exception as e:  # report, then end the launch with a failure
             self.get_logger().error(f'training failed: {type(e).__name__}: {e}')
             self.status = 1
         finally:
             if trainer is not None:
-                trainer.planner.rollouts.close()
+                trainer.close()
             self.finished.set()
 
     def on_shutdown(self):
+        """Interrupted: the worker stops after its phase if it gets there; the process exits
+        now, but never inside an atomic write."""
         if self.worker.is_alive() and not self.finished.is_set():
+            self.stop_requested.set()
+            if not block_writes(WRITE_GRACE):
+                self.get_logger().error(f'a file write did not finish within {WRITE_GRACE} s')
             self.get_logger().warning('interrupted: the run resumes with resume:=true')
 
 
