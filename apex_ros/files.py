@@ -1,4 +1,6 @@
-"""Small shared helpers."""
+"""Atomic file writes: a temp file in the target's folder, then a rename, so a reader (or a
+resumed run) never sees half a file; block_writes lets a stopping process finish the one in
+progress."""
 import os
 import tempfile
 import threading

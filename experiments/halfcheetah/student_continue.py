@@ -22,12 +22,11 @@ import numpy as np
 import torch
 
 from apex_ros.cli.bench import environment, write_json
-from apex_ros.config import from_dict
 from apex_ros.config.run import load_run_config
 from apex_ros.deploy.bundle import PolicyBundle
 from apex_ros.deploy.export import bundle_bytes
 from apex_ros.learning.apex.checkpoint import read_checkpoint
-from apex_ros.learning.student import MLPPolicy, TrainConfig, make_optimizer, train_policy
+from apex_ros.learning.student import MLPPolicy, make_optimizer, train_policy
 from apex_ros.sim.episodes import policy_actor, run_episode
 
 VARIANTS = ('constant', 'cosine', 'window')
@@ -78,7 +77,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     run_cfg = load_run_config(args.task, args.config)
     task = run_cfg.make_task()
-    cfg = dataclasses.replace(from_dict(TrainConfig, run_cfg.extra.get('train'), 'train'),
+    cfg = dataclasses.replace(run_cfg.train,
                               threads=args.threads)
     ckpt = read_checkpoint(args.run)
     obs, actions = ckpt.dataset.arrays()

@@ -20,12 +20,11 @@ import numpy as np
 import torch
 
 from apex_ros.cli.bench import environment, write_json
-from apex_ros.config import from_dict
 from apex_ros.config.run import load_run_config
 from apex_ros.deploy.bundle import PolicyBundle
 from apex_ros.deploy.export import bundle_bytes
 from apex_ros.learning.apex.checkpoint import read_checkpoint
-from apex_ros.learning.student import MLPPolicy, TrainConfig, make_optimizer, train_policy
+from apex_ros.learning.student import MLPPolicy, make_optimizer, train_policy
 from apex_ros.sim.episodes import policy_actor, run_episode
 
 
@@ -59,7 +58,7 @@ def main(argv=None):
     ckpt = read_checkpoint(args.run)
     cfg = load_run_config(ckpt.task, args.config)
     task = cfg.make_task()
-    train_cfg = from_dict(TrainConfig, cfg.extra.get('train'), 'train')
+    train_cfg = cfg.train
     rollouts = ckpt.dataset.rollouts
     if args.hidden:
         train_cfg = dataclasses.replace(train_cfg, hidden=list(args.hidden))
