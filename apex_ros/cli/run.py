@@ -18,8 +18,27 @@ def cmd_tasks(args):
     return 0
 
 
+def run_episodes(task, act_for, seeds, quiet: bool, steps=None, detail=None) -> list:
+    """One episode per seed, driven by act_for(seed); prints a line per episode (plus
+    detail(ep)) and the summary line; -> the episodes."""
+    from ..sim.episodes import run_episode
+    episodes = []
+    for e, seed in enumerate(seeds):
+        ep = run_episode(task, act_for(seed), seed, steps,
+                         progress=None if quiet else f'episode {e + 1}/{len(seeds)}')
+        episodes.append(ep)
+        print(f'episode {e + 1}: return {ep.ret:.2f}'
+              + ('' if ep.success is None else f', success {ep.success}')
+              + (detail(ep) if detail else ''))
+    returns = [ep.ret for ep in episodes]
+    print(f'return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(seeds)} '
+          'episode(s)' + ('' if episodes[0].success is None else
+                          f', success rate {np.mean([ep.success for ep in episodes]):.2f}'))
+    return episodes
+
+
 def cmd_mpc(args):
-    from ..sim.episodes import run_mpc
+    from ..sim.episodes import planner_actor
     cfg = load_config(args)
     task = cfg.make_task()
     planner = cfg.make_planner(task)
@@ -27,25 +46,18 @@ def cmd_mpc(args):
     print(f'MPC: {cfg.planner_name} on {task.name}, {planner.samples_per_step} samples/step, '
           f'horizon {planner.cfg.horizon}, {planner.rollouts.threads} rollout thread(s), '
           f'{steps} steps of {task.dt * 1e3:.0f} ms (config {cfg.path})')
-    returns, successes, hz = [], [], []
+
+    def planning(ep):
+        return (f', planning {1.0 / np.median(ep.plan_seconds):.1f} Hz (median '
+                f'{np.median(ep.plan_seconds) * 1e3:.1f} ms, physics '
+                f'{np.median(ep.sim_seconds) * 1e3:.1f} ms per step)')
     t0 = time.perf_counter()
-    for e in range(args.episodes):
-        seed = cfg.seed + e
-        ep = run_mpc(task, planner, seed=seed, steps=steps,
-                     progress=None if args.quiet else f'episode {e + 1}/{args.episodes}')
-        rate = 1.0 / np.median(ep.plan_seconds)
-        returns.append(ep.ret)
-        successes.append(ep.success)
-        hz.append(rate)
-        print(f'episode {e + 1}: return {ep.ret:.2f}'
-              + ('' if ep.success is None else f', success {ep.success}')
-              + f', planning {rate:.1f} Hz (median {np.median(ep.plan_seconds) * 1e3:.1f} ms, '
-              f'physics {np.median(ep.sim_seconds) * 1e3:.1f} ms per step)')
+    episodes = run_episodes(task, lambda seed: planner_actor(planner, seed),
+                            [cfg.seed + e for e in range(args.episodes)], args.quiet, steps,
+                            detail=planning)
     planner.rollouts.close()
-    print(f'return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {args.episodes} '
-          f'episode(s)' + ('' if successes[0] is None else
-                           f', success rate {np.mean(successes):.2f}')
-          + f'; planning {np.mean(hz):.1f} Hz vs control rate {1 / task.dt:.1f} Hz; '
+    hz = np.mean([1.0 / np.median(ep.plan_seconds) for ep in episodes])
+    print(f'planning {hz:.1f} Hz vs control rate {1 / task.dt:.1f} Hz; '
           f'wall {time.perf_counter() - t0:.1f} s')
     return 0
 
@@ -76,7 +88,7 @@ def cmd_train(args):
 def cmd_eval(args):
     from ..deploy.bundle import PolicyBundle
     from ..deploy.export import task_signature
-    from ..sim.episodes import planner_actor, policy_actor, run_episode
+    from ..sim.episodes import planner_actor, policy_actor
     cfg = load_config(args)
     task = cfg.make_task()
     policy = None
@@ -92,18 +104,9 @@ def cmd_eval(args):
     else:
         what = f'policy {args.policy} (APEX iteration {policy.meta["apex_iteration"]})'
     print(f'evaluating {what} on {task.name}, {args.episodes} episode(s)')
-    returns, successes = [], []
-    for e in range(args.episodes):
-        seed = cfg.seed + 7919 * (e + 1)
-        act = planner_actor(planner, seed) if args.expert else policy_actor(task, policy)
-        ep = run_episode(task, act, seed, progress=None if args.quiet else
-                         f'episode {e + 1}/{args.episodes}')
-        returns.append(ep.ret)
-        successes.append(ep.success)
-        print(f'episode {e + 1}: return {ep.ret:.2f}'
-              + ('' if ep.success is None else f', success {ep.success}'))
-    print(f'return {np.mean(returns):.2f} ± {np.std(returns):.2f}'
-          + ('' if successes[0] is None else f', success rate {np.mean(successes):.2f}'))
+    run_episodes(task, lambda seed: (planner_actor(planner, seed) if args.expert
+                                     else policy_actor(task, policy)),
+                 [cfg.seed + 7919 * (e + 1) for e in range(args.episodes)], args.quiet)
     return 0
 
 

@@ -9,13 +9,12 @@ JSON under the ONNX metadata key `apex_ros`, holds:
   action:  {joints: [...actuated joint names, command order...], dim, low, high}
   control: {rate_hz, frame_skip}
 """
-import json
 
 import numpy as np
 
 from ..errors import ApexError
 from .observation import parse_term
-from .onnx_session import make_session
+from .onnx_session import make_session, read_metadata
 
 FORMAT = 'apex_ros.policy_bundle'
 FORMAT_VERSION = 1
@@ -55,16 +54,9 @@ class PolicyBundle:
         self.path = '<memory>' if isinstance(path, bytes) else str(path)
         try:
             self.session = make_session(path, threads, 'ONNX policy bundle')
+            self.meta = read_metadata(self.session, METADATA_KEY, self.path, 'policy bundle')
         except ApexError as e:
             raise BundleError(str(e)) from None
-        props = self.session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in props:
-            raise BundleError(f'{self.path}: not an apex_ros policy bundle '
-                              f'(no {METADATA_KEY!r} metadata)')
-        try:
-            self.meta = json.loads(props[METADATA_KEY])
-        except json.JSONDecodeError as e:
-            raise BundleError(f'{self.path}: bundle metadata is not valid JSON: {e}') from None
         self._validate_schema()
         self._input = self.session.get_inputs()[0].name
         self.obs_dim = int(self.meta['obs']['dim'])

@@ -4,6 +4,7 @@ ensembles). numpy/onnxruntime only: the robot-side executor loads bundles throug
 Sessions run on the CPU provider with `threads` intra-op threads and one inter-op thread
 (the planners call them from their own worker threads).
 """
+import json
 from pathlib import Path
 
 from ..errors import ApexError
@@ -34,3 +35,15 @@ def make_session(source, threads: int = 1, what: str = 'ONNX model'):
             raise ApexError(f'{name}: cannot load {what}: not an ONNX model (the content does '
                             'not parse as an ONNX protobuf)') from None
         raise ApexError(f'{name}: cannot load {what}: {e}') from None
+
+
+def read_metadata(session, key: str, name: str, what: str) -> dict:
+    """The JSON object stored under `key` in the model's custom metadata; ApexError naming
+    the file (`name`) when it is absent or not valid JSON ("not an apex_ros <what>")."""
+    props = session.get_modelmeta().custom_metadata_map
+    if key not in props:
+        raise ApexError(f'{name}: not an apex_ros {what} (no {key!r} metadata)')
+    try:
+        return json.loads(props[key])
+    except json.JSONDecodeError as e:
+        raise ApexError(f'{name}: {what} metadata is not valid JSON: {e}') from None

@@ -29,7 +29,7 @@ import numpy as np
 from .. import __version__
 from ..config import require
 from ..deploy.bundle import METADATA_KEY, BundleError
-from ..deploy.onnx_session import make_session
+from ..deploy.onnx_session import make_session, read_metadata
 from ..errors import ApexError
 from ..files import atomic_write_bytes
 
@@ -96,14 +96,9 @@ class ValueBundle:
         self.path = '<memory>' if isinstance(source, bytes) else str(source)
         try:
             self.session = make_session(source, threads, 'ONNX value model')
+            self.meta = read_metadata(self.session, METADATA_KEY, self.path, 'value ensemble')
         except ApexError as e:
             raise BundleError(str(e)) from None
-        props = self.session.get_modelmeta().custom_metadata_map
-        try:
-            self.meta = json.loads(props[METADATA_KEY])
-        except (KeyError, json.JSONDecodeError):
-            raise BundleError(f'{self.path}: not an apex_ros value ensemble (no valid '
-                              f'{METADATA_KEY!r} metadata)') from None
         if self.meta.get('format') != FORMAT or self.meta.get('format_version') != FORMAT_VERSION:
             raise BundleError(f'{self.path}: format {self.meta.get("format")!r} version '
                               f'{self.meta.get("format_version")}, expected {FORMAT!r} version '
