@@ -13,8 +13,9 @@ labels them in order, one MultiArrayDimension per segment (label, size, stride =
                   'header' 2 [episode, step] | 'state' nstate (FULLPHYSICS) | 'warmstart' nv
   DEMONSTRATIONS  Demonstration: 'header' 2 [episode, step] | 'observation' obs_dim
                   | 'action' nu    (the planner's (observation, action) for that state)
-  commands        'command' nu, in the controller's joint order (forward controllers read
-                  `data` only)
+  commands        `data` only: nu values in the controller's joint order, no layout (what
+                  ros2_control's forward controllers read; nothing is added on the
+                  executor's hot path)
 An unpacker checks the sizes and raises ProtocolError naming the topic.
 
 Other messages: REWARD (std_msgs/Float64, one per control step) and EPISODE_RETURN
@@ -155,7 +156,7 @@ def unpack_demonstration(data, obs_dim: int, nu: int,
 
 
 def pack_command(values) -> MultiArray:
-    return _pack((('command', values),))
+    return MultiArray(np.asarray(values, dtype=np.float64).tolist(), ())
 
 
 def unpack_command(data, joints: list, topic: str) -> np.ndarray:

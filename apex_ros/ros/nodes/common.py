@@ -14,8 +14,9 @@ def float64_array(packed: MultiArray) -> Float64MultiArray:
     """A protocol layout (apex_ros.ros.protocol.pack_*) as a Float64MultiArray, its segments
     labelled in layout.dim."""
     msg = Float64MultiArray(data=packed.data)
-    msg.layout.dim = [MultiArrayDimension(label=label, size=size, stride=size)
-                      for label, size in packed.dims]
+    if packed.dims:
+        msg.layout.dim = [MultiArrayDimension(label=label, size=size, stride=size)
+                          for label, size in packed.dims]
     return msg
 
 
