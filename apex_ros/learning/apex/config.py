@@ -18,13 +18,16 @@ class ApexConfig:
     dagger: bool = True          # False = BC only
     dagger_until_failure: bool = False  # relabel a policy rollout only up to its first state
     #                                     the task calls failed (the states after it would
-    #                                     teach the student to stay there, benchmarks/README.md)
+    #                                     teach the student to stay there;
+    #                                     experiments/halfcheetah/NOTES.md)
     expert_action_noise: float = 0.0  # std of Gaussian noise added to the actions the expert
     #                                   executes; its labels stay the planner's actions (DART,
     #                                   Laskey et al. 2017): data on recovering from the
-    #                                   student's kind of errors (benchmarks/README.md)
+    #                                   student's kind of errors
     guided: bool = True          # False = the expert never sees the policy (plain iCEM)
-    action_norm_c: float = 0.025  # c of the action-norm auxiliary cost in the APEX expert
+    action_norm_c: float = 0.025  # c of the action-norm auxiliary cost of the APEX expert: it
+    #                               replaces the planner's own action_norm_c (default 0, plain
+    #                               MPC) wherever the planner is APEX's expert (apex_settings)
     eval_episodes: int = 3
     ablation: str = 'none'       # shortcut for the paper's Appendix B ablations
 
