@@ -40,6 +40,7 @@ def cartpole():
     return make_task('cartpole_swingup')
 
 
+@pytest.mark.slow
 def test_guidance_reduces_relabel_variance(cartpole):
     """APEX Fig. 2: relabeling one state sequence repeatedly, the guided iCEM_pi expert's
     actions vary less than the unguided iCEM expert's."""
@@ -67,6 +68,7 @@ def test_guidance_reduces_relabel_variance(cartpole):
     assert guided < 0.8 * unguided, (guided, unguided)
 
 
+@pytest.mark.slow
 def test_dagger_relabels_with_the_guided_cost(tmp_path):
     trainer = ApexTrainer(load_run_config(None, small_apex_config(tmp_path)), tmp_path / 'run',
                           progress=False, log=lambda *a: None)
@@ -106,6 +108,7 @@ def test_dataset_keeps_latest_window():
     np.testing.assert_array_equal(again.arrays()[0], obs)
 
 
+@pytest.mark.slow
 def test_trainer_window_limits_training_data(tmp_path):
     path = small_apex_config(tmp_path, apex={'iterations': 2, 'window': 3, 'eval_episodes': 3})
     trainer = ApexTrainer(load_run_config(None, path), tmp_path / 'run', progress=False,
@@ -300,6 +303,7 @@ def test_bundle_mismatch_is_refused_with_the_differences(tmp_path, cartpole):
         PolicyBundle(tmp_path / 'junk.onnx')
 
 
+@pytest.mark.slow
 def test_eval_cli_refuses_a_bundle_for_another_task(tmp_path, cartpole):
     export_bundle(MLPPolicy(cartpole.obs_dim, cartpole.nu), cartpole, tmp_path / 'p.onnx', 1)
     out = subprocess.run([sys.executable, '-m', 'apex_ros.cli', 'eval', '--task',
@@ -309,6 +313,7 @@ def test_eval_cli_refuses_a_bundle_for_another_task(tmp_path, cartpole):
     assert 'does not fit halfcheetah_run' in out.stderr
 
 
+@pytest.mark.slow
 def test_eval_cli_reports_the_policys_episode_returns(tmp_path, cartpole):
     torch.manual_seed(0)
     export_bundle(MLPPolicy(cartpole.obs_dim, cartpole.nu), cartpole, tmp_path / 'p.onnx', 1)
@@ -356,6 +361,7 @@ def test_unwritable_output_dir_fails_before_work(tmp_path):
     assert not (blocker.parent / 'run').exists()
 
 
+@pytest.mark.slow
 def test_existing_run_needs_resume(tmp_path):
     path = small_apex_config(tmp_path, apex={'iterations': 1})
     run = tmp_path / 'run'
@@ -377,6 +383,7 @@ def _all_outputs_readable(run: Path):
             json.loads(line)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_mid_phase(tmp_path):
     path = small_apex_config(tmp_path, apex={'iterations': 3})
     run = tmp_path / 'run'
@@ -413,6 +420,7 @@ def test_resume_after_sigkill_mid_phase(tmp_path):
     PolicyBundle(run / 'policy.onnx').check_signature(signature)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('planner', ['mppi', 'cem_gd'])
 def test_any_planner_can_be_the_apex_expert(tmp_path, planner):
     path = small_apex_config(tmp_path, apex={'iterations': 1},
@@ -434,6 +442,7 @@ def test_ablation_the_planner_cannot_do_is_refused(tmp_path):
 
 # --- schedules, resume, checkpoint format, clean stops ---------------------------------------
 
+@pytest.mark.slow
 def test_schedule_changes_settings_at_the_start_of_an_iteration_also_after_a_resume(tmp_path):
     """RunConfig.at_iteration(i) holds iteration i's settings: from iteration 2 on the
     expert plans with another sigma and executes noisy actions, the dataset keeps one
@@ -510,6 +519,7 @@ def _config_in(directory, **changes):
     return load_run_config(None, small_apex_config(directory, **changes))
 
 
+@pytest.mark.slow
 def test_resume_with_a_changed_config_is_refused_unless_allowed(tmp_path):
     _, run = _finished_run(tmp_path)
     longer = _config_in(tmp_path / 'longer', apex={'iterations': 2}, train={'steps': 20})
@@ -528,6 +538,7 @@ def test_resume_with_a_changed_config_is_refused_unless_allowed(tmp_path):
     assert read_checkpoint(run).config['train']['steps'] == 30   # the config it now runs
 
 
+@pytest.mark.slow
 def test_checkpoint_format_1_resumes_with_a_warning_and_unknown_formats_are_refused(tmp_path):
     _, run = _finished_run(tmp_path)
     ckpt = run / 'checkpoint.pt'
@@ -548,6 +559,7 @@ def test_checkpoint_format_1_resumes_with_a_warning_and_unknown_formats_are_refu
         read_checkpoint(run)
 
 
+@pytest.mark.slow
 def test_read_checkpoint_gives_a_runs_state_without_internals(tmp_path):
     _, run = _finished_run(tmp_path)
     ckpt = read_checkpoint(run)
@@ -576,6 +588,7 @@ def test_a_failed_run_leaves_no_empty_bundles_directory(tmp_path):
     assert not (tmp_path / 'run' / 'bundles').exists()
 
 
+@pytest.mark.slow
 def test_train_refuses_a_file_that_is_not_a_dataset_shard(tmp_path):
     notes = tmp_path / 'notes.txt'
     notes.write_text('not data')

@@ -381,6 +381,7 @@ def recording(node, executor, topic):
                                 node.get_subscriptions_info_by_topic(topic)), 20.0, executor)
 
 
+@pytest.mark.slow
 def test_recorder_stores_raw_bytes_and_offers_and_survives_a_hard_kill(ros_node, tmp_path):
     node, executor = ros_node
     best_effort = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
@@ -430,6 +431,7 @@ def test_recorder_stores_raw_bytes_and_offers_and_survives_a_hard_kill(ros_node,
 
 
 # --- the loop: executor -> bag -> relabel -> train -> better policy ---------------------------
+@pytest.mark.slow
 def test_record_relabel_train_improves_the_policy(small, tmp_path):
     from apex_ros.deploy.bundle import PolicyBundle
     from apex_ros.learning.apex import ApexTrainer

@@ -286,6 +286,7 @@ def test_bad_settings_name_the_key(settings, key):
 
 # --- performance and benchmark entry point ----------------------------------------------------
 
+@pytest.mark.slow
 def test_beats_random_shooting_and_plain_cem_at_equal_samples_on_cartpole(cartpole, closing):
     """A 3 s swing-up with 50 samples at every step (measured, seeds 0/1: CEM-GD 34.5/33.8,
     the same without gradient steps 30.2/30.9, random shooting 27.7/28.4)."""

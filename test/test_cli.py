@@ -189,6 +189,7 @@ def test_launch_set_reaches_the_nodes_as_one_parameter(capsys):
     assert '-p allow_config_change:=true' in lines['trainer_node']
 
 
+@pytest.mark.slow
 def test_launch_with_a_bad_set_fails_naming_it(tmp_path):
     out = subprocess.run([sys.executable, '-m', 'apex_ros.cli', 'launch', 'sim_apex',
                           'set:=planner.budget=60;apex.iteratons=3', f'out_dir:={tmp_path}'],

@@ -75,6 +75,7 @@ def tiny_config(tmp_path):
 
 # --- the simulation node -------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sim_node_rejects_wrong_size_and_non_finite_commands(node, tmp_path, cartpole):
     def step(msg):
         return protocol.unpack_full_state(msg.data, cartpole.layout.size, cartpole.model.nv).step
@@ -116,6 +117,7 @@ def _start_graph(tmp_path, name):
     return proc, log
 
 
+@pytest.mark.slow
 def test_runner_stops_everything_when_a_node_dies(tmp_path):
     proc, log = _start_graph(tmp_path, 'kill')
     pids = started_pids(log)
@@ -126,6 +128,7 @@ def test_runner_stops_everything_when_a_node_dies(tmp_path):
     assert 'planner exited with status -9' in log.read_text()
 
 
+@pytest.mark.slow
 def test_runner_forwards_sigint_and_leaves_no_orphans(tmp_path):
     proc, log = _start_graph(tmp_path, 'sigint')
     pids = started_pids(log)
@@ -142,6 +145,7 @@ def test_runner_rejects_unknown_arguments():
 
 # --- APEX through the graph -----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_graph_trains_a_policy_and_the_executor_drives_the_sim(tmp_path, cartpole):
     log = tmp_path / 'apex.log'
     run, bag = tmp_path / 'run', tmp_path / 'bag'

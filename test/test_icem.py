@@ -81,6 +81,7 @@ def test_act_mean_executes_the_final_mean(cartpole, closing):
 
 # --- (b) iCEM beats random shooting at equal budget ---------------------------------------------
 
+@pytest.mark.slow
 def test_icem_beats_random_shooting_on_cartpole_swingup(cartpole, closing):
     # A small budget keeps the two 200-step episodes at ~2 s each. Random shooting gets as
     # many simulated sequences per step as iCEM simulates (fresh samples + shifted elites).

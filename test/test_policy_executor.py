@@ -187,6 +187,7 @@ def test_command_joints_reorder_and_must_match(rig, bundles, halfcheetah):
     assert rig.logs.wait_text('cannot configure', 'the controller takes', spin=rig.spin)
 
 
+@pytest.mark.slow
 def test_holds_on_stale_nonfinite_or_missized_state_and_resumes(rig, bundles):
     rig.state = valid()
     rig.start(bundle=bundles['gain'], rate_hz=100.0, state_timeout=0.1)

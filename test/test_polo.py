@@ -181,6 +181,7 @@ def test_disagreement_grows_away_from_the_data():
     assert off_data > 2.0 * on_data, (on_data, off_data)
 
 
+@pytest.mark.slow
 def test_fit_learns_the_targets():
     ens, obs = fitted_ensemble(5)
     targets = 30.0 + 10.0 * np.sin(obs[:, 0]) + obs[:, 1] ** 2
@@ -336,6 +337,7 @@ def test_value_config_errors_name_the_key(settings, key):
 
 # --- performance ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_mppi_beats_random_shooting_on_cartpole_swingup(cartpole, closing):
     """Equal simulated sequences per step (MPPI's budget + its mean's rollout), two seeds."""
     mppi_returns, rs_returns, successes = [], [], []

@@ -2,6 +2,7 @@
 resumes. Real DDS on loopback (rosutil isolates the session)."""
 import signal
 
+import pytest
 import rosutil  # noqa: I100 (first: isolates the ROS domain before rclpy.init)
 from test_graph import launch, started_pids, tiny_config
 
@@ -9,6 +10,7 @@ from apex_ros.deploy.bundle import PolicyBundle
 from apex_ros.learning.apex.checkpoint import read_checkpoint
 
 
+@pytest.mark.slow
 def test_trainer_stopped_mid_iteration_leaves_only_complete_files(tmp_path):
     run, log = tmp_path / 'run', tmp_path / 'stop.log'
     proc = launch(['sim_apex', f'config:={tiny_config(tmp_path)}', f'out_dir:={run}',
