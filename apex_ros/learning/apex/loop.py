@@ -176,12 +176,8 @@ class ApexTrainer:
                               f'{self.source.workers_backend}; set it to '
                               f'{self.source.workers_backend}')
         for i in range(1, self.iterations + 1):
-            cfg = self.run_cfg.at_iteration(i)
-            s = first if i == 1 else IterationSettings.of(cfg)
+            s = first if i == 1 else IterationSettings.of(self.run_cfg.at_iteration(i))
             when = '' if i == 1 else f' (schedule, iteration {i})'
-            if cfg.workers != self.run_cfg.workers:
-                raise ConfigError(f'{self.where}schedule: the workers section cannot change '
-                                  f'(iteration {i})')
             if s.apex.dagger_until_failure and type(self.task).failed is Task.failed:
                 raise ConfigError(f'{self.where}apex.dagger_until_failure: task '
                                   f'{self.task.name} does not define failed states '
