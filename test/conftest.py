@@ -2,6 +2,7 @@
 test-only MuJoCo tasks written to a temporary directory."""
 import copy
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -184,13 +185,17 @@ def ray_cluster():
 
     `ray start --head` (1 CPU) and a second node joining it with `ray start --address` (1 CPU),
     each with --block so that it owns its processes, small object stores and no dashboard,
-    in a temporary directory. At the end both are stopped (SIGTERM, then SIGKILL to
-    whatever of their process trees is left) and the fixture fails if any of their
-    processes survives."""
+    in a temporary directory, with token authentication and a token of its own (set in this
+    process's environment too, for the drivers the tests start; ~/.ray/auth_token is not
+    used). At the end both are stopped (SIGTERM, then SIGKILL to whatever of their process
+    trees is left) and the fixture fails if any of their processes survives."""
     ray = str(Path(sys.executable).parent / 'ray')
     temp = tempfile.mkdtemp(prefix='ray', dir='/tmp')   # short: Ray's socket paths are limited
     port = _free_port()
     address = f'127.0.0.1:{port}'
+    auth = {'RAY_AUTH_MODE': 'token', 'RAY_AUTH_TOKEN': secrets.token_hex(32)}
+    saved = {k: os.environ.get(k) for k in auth}
+    os.environ.update(auth)
     env = {**os.environ, 'RAY_USAGE_STATS_ENABLED': '0'}
     common = ['--block', '--num-cpus=1', '--object-store-memory=80000000',
               '--disable-usage-stats']
@@ -218,6 +223,11 @@ def ray_cluster():
                   'second Ray node')
         yield address
     finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         trees = set().union(*(_process_tree(n.pid) for n in nodes)) if nodes else set()
         for n in reversed(nodes):
             n.send_signal(signal.SIGTERM)

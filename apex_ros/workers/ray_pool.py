@@ -25,7 +25,12 @@ from .episodes import EpisodeWorker, WorkerSpec
 os.environ.setdefault('RAY_USAGE_STATS_ENABLED', '0')
 
 import ray  # noqa: E402
-from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError  # noqa: E402
+from ray.exceptions import (  # noqa: E402
+    AuthenticationError,
+    GetTimeoutError,
+    RayActorError,
+    RayTaskError,
+)
 
 MAX_RESTARTS = 3          # per actor: how often Ray restarts it (and retries its episode)
 CONNECT_TIMEOUT = 5.0     # s, to find the head of a given address listening
@@ -78,9 +83,9 @@ def connect(workers_cfg, where: str = '') -> str:
     try:
         ray.init(address=address or 'local', include_dashboard=False, log_to_driver=False,
                  logging_level='ERROR', configure_logging=True)
-    except ConnectionError as e:
+    except (ConnectionError, RuntimeError, AuthenticationError) as e:
         raise ApexError(f'{where}workers.address: cannot connect to the Ray cluster at '
-                        f'{address}: {e}') from None
+                        f'{address or "(a local instance)"}: {e}') from None
     return f'Ray cluster at {address}' if address else 'a local Ray instance'
 
 
