@@ -81,7 +81,10 @@ def cmd_train(args):
              f'budget {cfg.planner.budget}/step on {trainer.source.describe()}')
     print(f'APEX on {trainer.task.name}: {trainer.apex.iterations} iterations, expert '
           f'{cfg.planner_name} {where}, ablation {trainer.apex.ablation}; run dir {trainer.out}')
-    summary = trainer.run()
+    try:
+        summary = trainer.run()
+    finally:
+        trainer.close()
     median = summary['final_policy_return_median']
     print(f'final policy return {summary["final_policy_return"]:.2f} ± '
           f'{summary["final_policy_return_std"]:.2f}, median '
