@@ -105,7 +105,8 @@ class ApexTrainer:
     out_dir: RUN_DIR; resume: continue the run in RUN_DIR (refused if the config differs
     from the checkpoint's, unless allow_config_change); shards: dataset files added to the
     dataset; source: where rollouts come from (default: sources.make_source, in-process or
-    on Ray as workers.backend says); stop_requested: an Event that ends run() with RunStopped after the current phase."""
+    on Ray as workers.backend says); stop_requested: an Event that ends run() with
+    RunStopped after the current phase."""
 
     def __init__(self, run_cfg, out_dir, resume: bool = False, shards=(), progress: bool = True,
                  log=print, *, source: RolloutSource | None = None,
