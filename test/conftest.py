@@ -3,6 +3,7 @@ test-only MuJoCo tasks written to a temporary directory."""
 import copy
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -188,7 +189,8 @@ def ray_cluster():
     in a temporary directory, with token authentication and a token of its own (set in this
     process's environment too, for the drivers the tests start; ~/.ray/auth_token is not
     used). At the end both are stopped (SIGTERM, then SIGKILL to whatever of their process
-    trees is left) and the fixture fails if any of their processes survives."""
+    trees is left), the fixture fails if any of their processes survives, and the directory
+    is removed."""
     ray = str(Path(sys.executable).parent / 'ray')
     temp = tempfile.mkdtemp(prefix='ray', dir='/tmp')   # short: Ray's socket paths are limited
     port = _free_port()
@@ -244,6 +246,7 @@ def ray_cluster():
                 os.kill(p, signal.SIGKILL)
             raise AssertionError(f'Ray processes left running after ray start --block was '
                                  f'stopped (killed now): {left}') from None
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items):
