@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark of benchmarks/README.md, one command each, each writing its JSON here.
-# Run from anywhere: benchmarks/run_all.sh          (15-20 min on 2 shared cores)
+# Run from anywhere: benchmarks/run_all.sh          (20-25 min on 2 shared cores)
 #                    QUICK=1 benchmarks/run_all.sh  (executor and recorder 10 s instead of 30/60 s,
-#                                                   no halfcheetah APEX iteration: ~10 min)
+#                                                   no halfcheetah APEX iteration: ~15 min)
 # PY=/path/to/python overrides the venv's python (scripts/venv creates .venv on first use).
 # Machine speed: every absolute time is read next to planner_halfcheetah_b100_t1.json's
 # sim_ms_median (the physics of one planning step), measured first in the same run.
@@ -32,3 +32,7 @@ apex_ros bench graph --task cartpole_swingup --iterations 1 --quiet --json $out/
 # Bags: recording /joint_states at 500 Hz; relabel throughput from a bag vs in-process.
 "$py" benchmarks/record_500hz.py $out/record_500hz.json --seconds $seconds_record
 "$py" benchmarks/bag_relabel_throughput.py $out/bag_relabel_throughput.json
+# Scale-out: expert episodes and relabeled states per second in-process vs 1 and 2 Ray workers,
+# Ray's overhead per episode; then the APEX iteration time projected to 8/32/128 cores.
+"$py" benchmarks/ray_throughput.py $out/ray_throughput.json
+"$py" benchmarks/apex_scaling_projection.py $out/apex_scaling_projection.json --ray-json $out/ray_throughput.json

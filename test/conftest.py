@@ -2,6 +2,15 @@
 test-only MuJoCo tasks written to a temporary directory."""
 import copy
 import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,6 +136,117 @@ def small_apex_config(directory, **changes):
     path = directory / 'apex.yaml'
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+# --- a real Ray cluster on this machine ---------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def _process_tree(pid: int) -> set:
+    """`pid` and all its descendants alive now."""
+    children = {}
+    for entry in Path('/proc').iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / 'stat').read_text().rsplit(')', 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        tree.add(p)
+        todo += children.get(p, [])
+    return tree
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path('/proc') / str(pid) / 'stat').read_text().rsplit(')', 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != 'Z'
+
+
+def _wait_for(condition, timeout: float, what: str, poll: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f'{what}: not within {timeout:.0f} s')
+        time.sleep(poll)
+
+
+@pytest.fixture(scope='session')
+def ray_cluster():
+    """A real two-node Ray cluster on this machine -> the head's address 'HOST:PORT'.
+
+    `ray start --head` (1 CPU) and a second node joining it with `ray start --address` (1 CPU),
+    each with --block so that it owns its processes, small object stores and no dashboard,
+    in a temporary directory, with token authentication and a token of its own (set in this
+    process's environment too, for the drivers the tests start; ~/.ray/auth_token is not
+    used). At the end both are stopped (SIGTERM, then SIGKILL to whatever of their process
+    trees is left), the fixture fails if any of their processes survives, and the directory
+    is removed."""
+    ray = str(Path(sys.executable).parent / 'ray')
+    temp = tempfile.mkdtemp(prefix='ray', dir='/tmp')   # short: Ray's socket paths are limited
+    port = _free_port()
+    address = f'127.0.0.1:{port}'
+    auth = {'RAY_AUTH_MODE': 'token', 'RAY_AUTH_TOKEN': secrets.token_hex(32)}
+    saved = {k: os.environ.get(k) for k in auth}
+    os.environ.update(auth)
+    env = {**os.environ, 'RAY_USAGE_STATS_ENABLED': '0'}
+    common = ['--block', '--num-cpus=1', '--object-store-memory=80000000',
+              '--disable-usage-stats']
+    nodes = []
+
+    def start(args, log):
+        nodes.append(subprocess.Popen([ray, 'start', *args, *common], env=env,
+                                      stdout=open(Path(temp) / log, 'w'),
+                                      stderr=subprocess.STDOUT, start_new_session=True))
+
+    def listening():
+        assert nodes[0].poll() is None, (Path(temp) / 'head.log').read_text()
+        try:
+            socket.create_connection(('127.0.0.1', port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    try:
+        start(['--head', '--node-ip-address=127.0.0.1', f'--port={port}',
+               '--include-dashboard=false', f'--dashboard-port={_free_port()}',
+               f'--temp-dir={temp}'], 'head.log')
+        _wait_for(listening, 60, 'Ray head')
+        start([f'--address={address}'], 'node.log')
+        _wait_for(lambda: 'Ray runtime started' in (Path(temp) / 'node.log').read_text(), 60,
+                  'second Ray node')
+        yield address
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        trees = set().union(*(_process_tree(n.pid) for n in nodes)) if nodes else set()
+        for n in reversed(nodes):
+            n.send_signal(signal.SIGTERM)
+        for n in nodes:
+            try:
+                n.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            _wait_for(lambda: not any(_alive(p) for p in trees), 15, 'Ray processes ending')
+        except TimeoutError:
+            left = [p for p in trees if _alive(p)]
+            for p in left:
+                os.kill(p, signal.SIGKILL)
+            raise AssertionError(f'Ray processes left running after ray start --block was '
+                                 f'stopped (killed now): {left}') from None
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items):

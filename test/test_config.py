@@ -384,8 +384,8 @@ def test_to_dict_is_plain_ordered_and_loads_back_to_the_same_config(write):
     for planner in (None, 'mppi'):
         cfg = load_run_config(path=path, planner=planner)
         data = cfg.to_dict()
-        assert list(data) == ['task', 'planner', 'planners', 'rollout', 'apex', 'train',
-                              'value', 'seed', 'schedule']
+        assert list(data) == ['task', 'planner', 'planners', 'rollout', 'workers', 'apex',
+                              'train', 'value', 'seed', 'schedule']
         assert yaml.safe_load(yaml.safe_dump(data, sort_keys=False)) == data   # plain data
         again = load_run_config(path=write(yaml.safe_dump(data, sort_keys=False), 'again.yaml'))
         assert again.to_dict() == data

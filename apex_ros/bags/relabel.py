@@ -7,7 +7,8 @@ planner with the APEX action-norm cost and ablation applied, guided by the given
 one planner carried along each episode and reset with the episode's seed at its start.
 
 Episodes are spread over worker processes ('spawn': MuJoCo's thread pools and fork do not
-mix), each with its own planner. The result is a dataset shard (apex_ros.learning.dataset, written
+mix), each with its own planner, or with workers.backend: ray over the actors of a Ray
+cluster (workers/ray_pool.py). The result is a dataset shard (apex_ros.learning.dataset, written
 atomically) whose rollouts say where they came from: bag, topic, stamps, planner settings.
 This module imports no torch at import time, so workers start light.
 """
@@ -22,6 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 import numpy as np
 
 from ..progress import Progress
+from ..workers.episodes import EpisodeWorker, WorkerSpec
 from .episodes import load_episodes
 from .reader import BagReader
 from .writer import BagError
@@ -38,6 +40,9 @@ class ExpertSettings:
     threads: int
     policy_bytes: bytes
     guided: bool
+
+    def spec(self, threads: int) -> WorkerSpec:
+        return WorkerSpec(self.run_cfg, self.planner_name, self.planner_cfg, threads)
 
     def describe(self) -> dict:
         return {'name': self.planner_name, 'config': dataclasses.asdict(self.planner_cfg),
@@ -62,24 +67,21 @@ def expert_settings(run_cfg, policy_path, threads: int | None = None) -> ExpertS
 
 
 class Expert:
-    """One planner, guided by the policy, relabeling whole episodes."""
+    """One planner, guided by the policy, relabeling whole episodes (an EpisodeWorker, the
+    code a Ray actor runs too)."""
 
     def __init__(self, settings: ExpertSettings, task=None):
-        from ..deploy.bundle import PolicyBundle
-        from ..planners import make_planner
-        self.task = task or settings.run_cfg.make_task()
-        self.planner = make_planner(self.task, settings.planner_name, settings.planner_cfg,
-                                    threads=settings.threads, seed=settings.run_cfg.seed)
-        self.planner.set_policy(PolicyBundle(settings.policy_bytes) if settings.guided else None)
+        self.worker = EpisodeWorker(settings.spec(settings.threads), task)
+        self.worker.prepare(settings.planner_cfg, settings.policy_bytes, settings.guided)
 
     def relabel(self, states, warmstarts, seed, on_progress=None) -> np.ndarray:
         def on_step(done):
             if on_progress is not None and (done % REPORT_EVERY == 0 or done == len(states)):
                 on_progress(done)
-        return self.planner.relabel(states, warmstarts, seed, on_step)
+        return self.worker.relabel(states, warmstarts, seed, on_step)
 
     def close(self):
-        self.planner.rollouts.close()
+        self.worker.close()
 
 
 # --- worker processes ---------------------------------------------------------------------------
@@ -141,6 +143,26 @@ def relabel_episodes(episodes, settings: ExpertSettings, seeds, workers: int = 1
     return results
 
 
+def relabel_on_ray(episodes, settings: ExpertSettings, seeds, workers: int | None = None,
+                   progress: bool = True):
+    """relabel_episodes on Ray workers (workers.backend: ray; `workers`, if given, replaces
+    workers.num_workers), each with settings.threads rollout threads -> (results, the number
+    of workers)."""
+    from ..workers.ray_pool import RayPool
+    cfg = settings.run_cfg
+    workers_cfg = dataclasses.replace(cfg.workers, num_workers=workers or cfg.workers.num_workers)
+    pool = RayPool(settings.spec(settings.threads), workers_cfg, f'{cfg.path}: ')
+    try:
+        pool.use(settings.planner_cfg, settings.policy_bytes, settings.guided)
+        labels = pool.map('relabel', [(ep.states, ep.warmstarts, seed)
+                                      for ep, seed in zip(episodes, seeds)],
+                          f'relabel {len(episodes)} episode(s)' if progress else None)
+        return [(lab, seconds) for lab, (seconds, _) in zip(labels, pool.timings)], \
+            len(pool.actors)
+    finally:
+        pool.close()
+
+
 def _drain(q) -> int:
     n = 0
     while True:
@@ -180,9 +202,13 @@ def relabel_bags(bag_paths, run_cfg, policy_path, out, workers: int | None = Non
     if not episodes:
         raise BagError(f'no episode with states in {", ".join(map(str, bag_paths))}')
     seeds = [run_cfg.seed + i for i in range(len(episodes))]
-    workers = workers or default_workers(settings.threads, len(episodes))
     t0 = time.perf_counter()
-    results = relabel_episodes(episodes, settings, seeds, workers, progress, task)
+    if run_cfg.workers.backend == 'ray':
+        settings = dataclasses.replace(settings, threads=run_cfg.workers.threads_per_worker)
+        results, workers = relabel_on_ray(episodes, settings, seeds, workers, progress)
+    else:
+        workers = workers or default_workers(settings.threads, len(episodes))
+        results = relabel_episodes(episodes, settings, seeds, workers, progress, task)
     seconds = time.perf_counter() - t0
     shard = Dataset(max(1, len(episodes)))
     policy = {'path': str(policy_path),

@@ -50,9 +50,10 @@ def cmd_relabel(args):
                            joint_states_topic=args.joint_states_topic,
                            episode_gap=args.episode_gap, ignore_joints=args.ignore_joint or (),
                            threads=args.threads, progress=not args.quiet)
+    workers = 'Ray worker(s)' if cfg.workers.backend == 'ray' else 'worker process(es)'
     print(f'relabeled {summary["episodes"]} episode(s), {summary["states"]} states in '
           f'{summary["seconds"]:.1f} s ({summary["states_per_second"]:.1f} states/s on '
-          f'{summary["workers"]} worker process(es)) -> {summary["out"]}\n'
+          f'{summary["workers"]} {workers}) -> {summary["out"]}\n'
           f'train on it: apex-ros train --task {cfg.task.name} --dataset {summary["out"]} ...')
     return 0
 
@@ -92,7 +93,8 @@ def add_parsers(sub):
     p.add_argument('--policy', required=True, help='the policy that ran (guides the expert)')
     p.add_argument('--out', required=True, help='dataset shard to write (.npz)')
     p.add_argument('--workers', type=positive_int, help='relabeling processes (default: cores '
-                   '/ rollout threads)')
+                   '/ rollout threads); with workers.backend ray: Ray workers (default '
+                   'workers.num_workers)')
     p.add_argument('--source', choices=('auto', 'full_state', 'joint_states'), default='auto',
                    help='where states come from (auto: the full-state topic if recorded)')
     p.add_argument('--full-state-topic', default=None, help='default /apex/full_state')

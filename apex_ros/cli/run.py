@@ -18,6 +18,19 @@ def cmd_tasks(args):
     return 0
 
 
+def episode_line(e: int, ep, detail=None) -> str:
+    return (f'episode {e + 1}: return {ep.ret:.2f}'
+            + ('' if ep.success is None else f', success {ep.success}')
+            + (detail(ep) if detail else ''))
+
+
+def summary_line(episodes) -> str:
+    returns = [ep.ret for ep in episodes]
+    return (f'return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(episodes)} '
+            'episode(s)' + ('' if episodes[0].success is None else
+                            f', success rate {np.mean([ep.success for ep in episodes]):.2f}'))
+
+
 def run_episodes(task, act_for, seeds, quiet: bool, steps=None, detail=None) -> list:
     """One episode per seed, driven by act_for(seed); prints a line per episode (plus
     detail(ep)) and the summary line; -> the episodes."""
@@ -27,13 +40,8 @@ def run_episodes(task, act_for, seeds, quiet: bool, steps=None, detail=None) -> 
         ep = run_episode(task, act_for(seed), seed, steps,
                          progress=None if quiet else f'episode {e + 1}/{len(seeds)}')
         episodes.append(ep)
-        print(f'episode {e + 1}: return {ep.ret:.2f}'
-              + ('' if ep.success is None else f', success {ep.success}')
-              + (detail(ep) if detail else ''))
-    returns = [ep.ret for ep in episodes]
-    print(f'return {np.mean(returns):.2f} ± {np.std(returns):.2f} over {len(seeds)} '
-          'episode(s)' + ('' if episodes[0].success is None else
-                          f', success rate {np.mean([ep.success for ep in episodes]):.2f}'))
+        print(episode_line(e, ep, detail))
+    print(summary_line(episodes))
     return episodes
 
 
@@ -68,11 +76,15 @@ def cmd_train(args):
     trainer = ApexTrainer(cfg, args.out, resume=args.resume, shards=args.dataset or (),
                           progress=not args.quiet,
                           allow_config_change=args.allow_config_change)
+    where = (f'budget {trainer.planner.samples_per_step}/step with {cfg.rollout.threads} '
+             'rollout thread(s)' if cfg.workers.backend == 'local' else
+             f'budget {cfg.planner.budget}/step on {trainer.source.describe()}')
     print(f'APEX on {trainer.task.name}: {trainer.apex.iterations} iterations, expert '
-          f'{cfg.planner_name} budget {trainer.planner.samples_per_step}/step with '
-          f'{cfg.rollout.threads} rollout thread(s), ablation {trainer.apex.ablation}; '
-          f'run dir {trainer.out}')
-    summary = trainer.run()
+          f'{cfg.planner_name} {where}, ablation {trainer.apex.ablation}; run dir {trainer.out}')
+    try:
+        summary = trainer.run()
+    finally:
+        trainer.close()
     median = summary['final_policy_return_median']
     print(f'final policy return {summary["final_policy_return"]:.2f} ± '
           f'{summary["final_policy_return_std"]:.2f}, median '
@@ -95,19 +107,47 @@ def cmd_eval(args):
     if args.policy:
         policy = PolicyBundle(args.policy)
         policy.check_signature(task_signature(task))
+    planner = None
     if args.expert:
-        planner = cfg.make_planner(task, policy=policy)
-        what = f'expert {cfg.planner_name} ({planner.samples_per_step} samples/step)' + (
+        if cfg.workers.backend == 'local':
+            planner = cfg.make_planner(task, policy=policy)
+        budget = (f'{planner.samples_per_step} samples/step' if planner is not None
+                  else f'budget {cfg.planner.budget}')
+        what = f'expert {cfg.planner_name} ({budget})' + (
             f' guided by {args.policy}' if policy else '')
     elif policy is None:
         raise ApexError('eval needs --policy BUNDLE, or --expert for the planner alone')
     else:
         what = f'policy {args.policy} (APEX iteration {policy.meta["apex_iteration"]})'
+    seeds = [cfg.seed + 7919 * (e + 1) for e in range(args.episodes)]
+    if cfg.workers.backend == 'ray':
+        print(f'evaluating {what} on {task.name}, {args.episodes} episode(s) on Ray workers')
+        episodes = _eval_on_ray(cfg, args, seeds)
+        for e, ep in enumerate(episodes):
+            print(episode_line(e, ep))
+        print(summary_line(episodes))
+        return 0
     print(f'evaluating {what} on {task.name}, {args.episodes} episode(s)')
     run_episodes(task, lambda seed: (planner_actor(planner, seed) if args.expert
-                                     else policy_actor(task, policy)),
-                 [cfg.seed + 7919 * (e + 1) for e in range(args.episodes)], args.quiet)
+                                     else policy_actor(task, policy)), seeds, args.quiet)
+    if planner is not None:
+        planner.rollouts.close()
     return 0
+
+
+def _eval_on_ray(cfg, args, seeds) -> list:
+    """The evaluation episodes of `seeds` on Ray workers (workers.backend: ray)."""
+    from ..workers.episodes import WorkerSpec
+    from ..workers.ray_pool import RayPool
+    pool = RayPool(WorkerSpec(cfg, cfg.planner_name, cfg.planner,
+                              cfg.workers.threads_per_worker), cfg.workers, f'{cfg.path}: ')
+    try:
+        data = open(args.policy, 'rb').read() if args.policy else None
+        pool.use(cfg.planner, data, guided=data is not None)
+        return pool.map('evaluation_episode', [(seed, args.expert) for seed in seeds],
+                        None if args.quiet else 'episodes')
+    finally:
+        pool.close()
 
 
 def cmd_polo(args):

@@ -6,6 +6,7 @@
     planners: {cem_gd: {...}, mppi: {...}}   settings of other planners, used when one is
               selected instead (`--planner`); horizon and budget carry over from planner:
     rollout:  {threads}
+    workers:  WorkersConfig (workers/config.py): where episodes run, local or on Ray
     apex:     ApexConfig (learning/apex/config.py)
     train:    TrainConfig (learning/train_config.py)
     value:    ValueConfig (learning/value.py)
@@ -51,6 +52,7 @@ class RolloutSection:
 # section -> its dataclass, as 'module:Class' (imported when a config is loaded)
 SECTIONS = {
     'rollout': 'apex_ros.config.run:RolloutSection',
+    'workers': 'apex_ros.workers.config:WorkersConfig',
     'apex': 'apex_ros.learning.apex:ApexConfig',
     'train': 'apex_ros.learning.train_config:TrainConfig',
     'value': 'apex_ros.learning.value:ValueConfig',
@@ -72,6 +74,7 @@ class RunConfig:
     planner: object                 # the selected planner's Config
     planners: dict                  # name -> Config of the other planners given
     rollout: RolloutSection
+    workers: object                 # WorkersConfig
     apex: object                    # ApexConfig
     train: object                   # TrainConfig
     value: object                   # ValueConfig

@@ -8,7 +8,8 @@ the phase in progress:
   dagger        roll out the policy; relabel every visited state with the same guided expert,
                 one planner carried along the trajectory (its step-to-step memory kept)
   train_dagger  train again; export the iteration's bundle; evaluate the policy
-Rollouts come from a RolloutSource (sources.py: in-process, or the ROS graph). At the start
+Rollouts come from a RolloutSource (sources.py: in-process or on Ray workers as the config's
+`workers:` section says; or the ROS graph), a batch of episodes at a time. At the start
 of every iteration the run config's schedule may change settings (RunConfig.at_iteration).
 """
 import dataclasses
@@ -26,7 +27,6 @@ from ...deploy.export import bundle_bytes
 from ...errors import ApexError, ConfigError
 from ...files import atomic_write_bytes
 from ...progress import Progress
-from ...sim.episodes import policy_actor, run_episode
 from ...tasks.base import Task
 from ..dataset import Dataset, LabeledRollout
 from ..student import MLPPolicy, make_optimizer, train_policy
@@ -40,12 +40,14 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import ApexConfig, apex_settings, episode_seed
-from .sources import InProcessSource, RolloutSource
+from .sources import RolloutSource, make_source
 
 PHASES = ('expert', 'train_expert', 'dagger', 'train_dagger')
 BUNDLES = 'bundles'
 # settings a resume may change without being told: how far the run goes, not what it does
 RESUMABLE_CHANGES = (('apex', 'iterations'),)
+# ... and sections that say where episodes run, not what they are (same seeds, same data)
+RESUMABLE_SECTIONS = ('workers',)
 
 
 class RunStopped(ApexError):
@@ -91,6 +93,8 @@ def _without_resumable(config: dict) -> dict:
     config = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
     for section, key in RESUMABLE_CHANGES:
         config.get(section, {}).pop(key, None)
+    for section in RESUMABLE_SECTIONS:
+        config.pop(section, None)
     return config
 
 
@@ -100,8 +104,9 @@ class ApexTrainer:
     run_cfg: RunConfig (typed sections apex, train; a schedule via at_iteration);
     out_dir: RUN_DIR; resume: continue the run in RUN_DIR (refused if the config differs
     from the checkpoint's, unless allow_config_change); shards: dataset files added to the
-    dataset; source: where rollouts come from (default InProcessSource());
-    stop_requested: an Event that ends run() with RunStopped after the current phase."""
+    dataset; source: where rollouts come from (default: sources.make_source, in-process or
+    on Ray as workers.backend says); stop_requested: an Event that ends run() with
+    RunStopped after the current phase."""
 
     def __init__(self, run_cfg, out_dir, resume: bool = False, shards=(), progress: bool = True,
                  log=print, *, source: RolloutSource | None = None,
@@ -111,7 +116,7 @@ class ApexTrainer:
         self.out = Path(out_dir)
         self.log = log
         self.show_progress = progress
-        self.source = source if source is not None else InProcessSource()
+        self.source = source if source is not None else make_source(run_cfg)
         self.stop_requested = stop_requested or threading.Event()
         self.where = f'{run_cfg.path}: '
         self.task = run_cfg.make_task()
@@ -165,6 +170,12 @@ class ApexTrainer:
         """Refuse, before any work, settings of any iteration the task, the source or the
         loop cannot follow."""
         first = self.settings
+        backend = self.run_cfg.workers.backend
+        if backend != self.source.workers_backend:
+            raise ConfigError(f'{self.where}workers.backend: {backend}, but '
+                              f'{type(self.source).__name__} runs its episodes '
+                              f'{self.source.workers_backend}; set it to '
+                              f'{self.source.workers_backend}')
         for i in range(1, self.iterations + 1):
             s = first if i == 1 else IterationSettings.of(self.run_cfg.at_iteration(i))
             when = '' if i == 1 else f' (schedule, iteration {i})'
@@ -264,15 +275,14 @@ class ApexTrainer:
             else None
 
     def phase_expert(self):
-        returns = []
-        for j in range(self.apex.expert_rollouts):
-            seed = self._seed(1, j)
-            label = self._bar(f'expert {j + 1}/{self.apex.expert_rollouts}')
-            ep = self.source.expert_rollout(seed, label, self.apex.expert_action_noise)
+        seeds = [self._seed(1, j) for j in range(self.apex.expert_rollouts)]
+        episodes = self.source.expert_rollouts(seeds, self.apex.expert_action_noise,
+                                               self._bar('expert'))
+        for seed, ep in zip(seeds, episodes):
             self.dataset.add(LabeledRollout(self.task.observe(ep.states[:-1]),
                                             ep.actions.astype(np.float32), 'expert',
                                             self.iteration, {'return': ep.ret, 'seed': seed}))
-            returns.append(ep.ret)
+        returns = [ep.ret for ep in episodes]
         self.record['expert_return'] = float(np.mean(returns)) if returns else float('nan')
         self.record['expert_returns'] = returns
 
@@ -294,39 +304,29 @@ class ApexTrainer:
     def phase_dagger(self):
         if not self.apex.dagger:   # BC only: no relabeled data
             return
-        returns, relabelled = [], []
-        for j in range(self.apex.dagger_rollouts):
-            seed = self._seed(2, j)
-            ep, warmstarts = self.source.policy_rollout(seed)
-            returns.append(ep.ret)
-            states = ep.states[:-1]
-            if self.apex.dagger_until_failure:
-                failed = np.flatnonzero(self.task.failed(states))
-                if failed.size:   # keep the first failed state: where correction matters
-                    states, warmstarts = states[:failed[0] + 1], warmstarts[:failed[0] + 1]
-            relabelled.append(len(states))
-            labels = self.source.relabel(
-                states, warmstarts, seed,
-                self._bar(f'dagger relabel {j + 1}/{self.apex.dagger_rollouts}'))
-            self.dataset.add(LabeledRollout(self.task.observe(states),
-                                            labels.astype(np.float32), 'dagger', self.iteration,
-                                            {'policy_return': ep.ret, 'seed': seed}))
-        self.record['dagger_policy_return'] = float(np.mean(returns))
-        self.record['dagger_states'] = relabelled
+        seeds = [self._seed(2, j) for j in range(self.apex.dagger_rollouts)]
+        results = self.source.policy_rollouts_relabeled(seeds, self.apex.dagger_until_failure,
+                                                        self._bar('dagger relabel'))
+        for seed, r in zip(seeds, results):
+            self.dataset.add(LabeledRollout(self.task.observe(r.states),
+                                            r.labels.astype(np.float32), 'dagger',
+                                            self.iteration,
+                                            {'policy_return': r.episode.ret, 'seed': seed}))
+        self.record['dagger_policy_return'] = float(np.mean([r.episode.ret for r in results]))
+        self.record['dagger_states'] = [len(r.states) for r in results]
 
     def finish_iteration(self) -> dict:
-        """Write the iteration's bundle, evaluate the policy in-process, report."""
+        """Write the iteration's bundle, evaluate the policy (on the source), report."""
         it = self.iteration
         data = bundle_bytes(self.model, self.task, it + 1,
                             {'run_dir': str(self.out), 'ablation': self.apex.ablation})
         bundle_path = self.out / BUNDLES / f'iter_{it + 1:03d}.onnx'
         atomic_write_bytes(bundle_path, data)   # creates bundles/ with the first bundle
         atomic_write_bytes(self.out / report.POLICY, data)
-        returns, successes = [], []
-        for e in range(self.apex.eval_episodes):
-            ep = run_episode(self.task, policy_actor(self.task, self.policy), self._seed(3, e))
-            returns.append(ep.ret)
-            successes.append(ep.success)
+        episodes = self.source.evaluate_policy([self._seed(3, e)
+                                                for e in range(self.apex.eval_episodes)])
+        returns = [ep.ret for ep in episodes]
+        successes = [ep.success for ep in episodes]
         rec = dict(self.record)
         # the median too: one catastrophic episode (a rolled cheetah) decides the mean
         rec.update(iteration=it + 1, policy_return=float(np.mean(returns)),
