@@ -93,7 +93,7 @@ class ViewPage:
         # looking along +y at the model's centre (MuJoCo's default view of a planar robot)
         center, extent = self.model.stat.center.copy(), float(self.model.stat.extent)
         self.server.initial_camera.look_at = center
-        self.server.initial_camera.position = center + np.array([0.3, -1.6, 0.5]) * extent
+        self.server.initial_camera.position = center + np.array([0.2, -0.9, 0.25]) * extent
         self.robot = SceneView(self.server, self.model, '/robot')
         self.ghost = SceneView(self.server, self.model, '/plan/ghost', opacity=0.3,
                                color=GHOST_RGB)
@@ -157,6 +157,8 @@ class ViewPage:
         apex = (f'iteration {s.iteration}/{s.iterations}, phase {s.phase}' if s is not None
                 else 'no status received')
         lines = [f'**Driving the simulation:** {driver}', f'**APEX:** {apex}',
+                 f'**Scene:** {self.task.name}, {len(self.robot.bodies)} bodies '
+                 f'({", ".join(self.robot.bodies)})',
                  f'**State:** {self.states_seen} received'
                  + (f' ({self.state_source})' if self.state_source else '')]
         if self.returns.rows:

@@ -17,6 +17,7 @@ from ..ros import protocol
 from ..sim.observation import JointStates
 
 PLAY_HZ = 30.0   # frames pushed per second of wall time while playing
+SLACK = 1e-6     # s: a time this close below a frame's counts as the frame's
 
 
 @dataclasses.dataclass
@@ -26,8 +27,9 @@ class Frames:
     topic: str           # where they came from
 
     def index_at(self, t: float) -> int:
-        """The last frame at or before t (the first one before the start)."""
-        return max(bisect.bisect_right(self.times.tolist(), t) - 1, 0)
+        """The last frame at or before t (the first one before the start); within SLACK,
+        since a slider's value is a rounded multiple of its step."""
+        return max(bisect.bisect_right(self.times.tolist(), t + SLACK) - 1, 0)
 
 
 def load_frames(bag, task, full_state_topic: str = protocol.FULL_STATE,

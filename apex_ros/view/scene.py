@@ -113,7 +113,8 @@ class SceneView:
         self._place()
 
     def poses(self) -> dict:
-        """{body name: (position (3,), wxyz (4,))} as last shown."""
+        """{body name: (position (3,), wxyz (4,))} as last sent to the browsers (viser skips a
+        pose change within np.allclose of the last one)."""
         return {name: (np.asarray(frame.position), np.asarray(frame.wxyz))
                 for name, frame in self.bodies.items()}
 

@@ -8,8 +8,9 @@ The policy that guides it (warm start, policy samples, guidance cost) is the bun
 by the `policy` parameter, settable at runtime (validated before use), or announced on
 /apex/policy_bundle. For viewers it publishes, at most `plan_rate` times a second and only
 while someone subscribes, its best sequence's predicted positions, planning time and lambda_j
-on /apex/plan (one extra batch-1 rollout, after the command is out). Relabeling (DAgger) is not a service of this node: the trainer runs its
-own planner of the same config and seed in-process, which gives the same labels.
+on /apex/plan (one extra batch-1 rollout, after the command is out). Relabeling (DAgger) is
+not a service of this node: the trainer runs its own planner of the same config and seed
+in-process, which gives the same labels.
 """
 import os
 import sys
