@@ -5,6 +5,7 @@ import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +14,12 @@ import pytest
 import rclpy  # noqa: E402
 import rosutil  # noqa: I100 (first: isolates the ROS domain before rclpy.init)
 import yaml
-from std_msgs.msg import Float64MultiArray  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 
 from apex_ros.bags.reader import BagReader  # noqa: E402
 from apex_ros.deploy.bundle import PolicyBundle  # noqa: E402
-from apex_ros.ros import protocol  # noqa: E402
+from apex_ros.ros import protocol, qos  # noqa: E402
 from apex_ros.ros.graph import GRAPHS  # noqa: E402
 from apex_ros.ros.launcher import graph_argvs, parse_launch_arguments  # noqa: E402
 
@@ -142,12 +144,22 @@ def test_runner_rejects_unknown_arguments():
 
 # --- APEX through the graph -----------------------------------------------------------------
 
-def test_graph_trains_a_policy_and_the_executor_drives_the_sim(tmp_path, cartpole):
+def test_graph_trains_a_policy_and_the_executor_drives_the_sim(node, tmp_path, cartpole):
     log = tmp_path / 'apex.log'
     run, bag = tmp_path / 'run', tmp_path / 'bag'
+    # what a viewer sees: the planner's throttled plans and the trainer's status
+    plans = rosutil.Collector(node, Float64MultiArray, protocol.PLAN, qos.MONITOR)
+    statuses = rosutil.Collector(node, String, protocol.STATUS, QoSProfile(
+        depth=100, reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL))   # keeps every status, not the last
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        viz_port = s.getsockname()[1]
     proc = launch(['sim_apex', f'config:={tiny_config(tmp_path)}', f'out_dir:={run}',
-                   'iterations:=1', f'record:={bag}'], log)
-    status = proc.wait(300)
+                   'iterations:=1', f'record:={bag}', 'viz:=true', f'viz_port:={viz_port}'],
+                  log)
+    assert rosutil.wait_for(lambda: proc.poll() is not None, 300, spin=node)
+    status = proc.returncode
     text = log.read_text()
     assert status == 0, text[-4000:]
     m = re.search(r'expert return (\S+) vs policy return (\S+) \(executor driving', text)
@@ -168,6 +180,15 @@ def test_graph_trains_a_policy_and_the_executor_drives_the_sim(tmp_path, cartpol
                 .episode for m in reader.messages([protocol.FULL_STATE], decode=True)}
     assert episodes == {2, 3}
     assert not reader.damaged
+    # the viz node served the view beside the graph and stopped with it
+    assert f'view: http://127.0.0.1:{viz_port}/' in text and 'viz' in pids
+    plan = protocol.unpack_plan(plans.msgs[-1].data, cartpole.model.nq, 2)
+    assert plan.qpos.shape == (TINY['planner']['horizon'] + 1, cartpole.model.nq)
+    assert 0 < plan.plan_seconds < 10
+    seen = [protocol.unpack_status(m.data) for m in statuses.msgs]
+    assert {s.driver for s in seen} == {'none', 'planner', 'executor'}
+    assert [s.phase for s in seen if s.driver == 'none'][-1] == 'final'
+    assert seen[-1].expert_return == pytest.approx(metrics[0]['expert_return'])
 
 
 # --- the launch files build the same argv as the runner (needs launch_ros) ----------------

@@ -4,7 +4,8 @@ driven by playwright) the live page loads, moves with /joint_states over DDS, up
 plots, and a bag replay seeks to the right frame.
 
 The browser tests need /usr/bin/chromium: scripts/test installs it when missing and run as
-root; otherwise they are skipped, saying why."""
+root; otherwise they are skipped, saying why (CI sets APEX_ROS_REQUIRE_BROWSER=1: a missing
+browser fails there instead)."""
 import io
 import os
 import shutil
@@ -93,6 +94,7 @@ def test_body_paths_are_the_centres_of_mass_along_the_plan(cartpole):
 def test_page_status_and_plots_follow_the_inputs(page):
     page.on_status(protocol.Status(3, 10, 'dagger', 'executor', 90.0, 70.0))
     page.on_episode_return(42.0)
+    page.on_state_arrival()
     page.on_joint_state(['slider', 'hinge'], [0.3, 0.0], [0.0, 0.0])
     page.on_command()
     page.on_plan(protocol.Plan(0, 5, 0.04, np.array([0.25, 0.0]), np.zeros((31, 2))))
@@ -189,9 +191,12 @@ def test_frames_come_from_full_states_or_joint_states(tmp_path, cartpole, full_s
 def browser(tmp_path_factory):
     """A playwright-driven headless Debian chromium (no downloaded browser)."""
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f'no chromium at {CHROMIUM}: Debian\'s chromium is needed for the browser '
-                    'tests (scripts/test installs it when run as root; otherwise '
-                    '`apt-get install -y chromium`)')
+        why = (f'no chromium at {CHROMIUM}: Debian\'s chromium is needed for the browser tests '
+               '(scripts/test installs it when run as root; otherwise `apt-get install -y '
+               'chromium`)')
+        if os.environ.get('APEX_ROS_REQUIRE_BROWSER') == '1':   # CI: never skip them
+            pytest.fail(why)
+        pytest.skip(why)
     from playwright.sync_api import sync_playwright
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(

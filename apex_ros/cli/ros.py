@@ -62,13 +62,18 @@ def cmd_view(args):
     from ..tasks import make_task
     task = make_task(args.task)   # an unknown task fails here, before anything starts
     if args.bag is None:
+        import os
+
+        from rclpy.experimental import EventsExecutor
+
         from ..ros.nodes.common import spin
-        from ..ros.nodes.viz_node import VizNode
+        from ..ros.nodes.viz_node import NICE, VizNode
 
         def viz_node():
             return VizNode(args.task, args.host, args.port, args.controller)
         viz_node.__name__ = 'apex-ros view'   # how spin() names us in an error
-        return spin(viz_node, ['apex-ros'])
+        os.nice(NICE)   # as the viz node: the view yields the CPU to the control loop
+        return spin(viz_node, ['apex-ros'], EventsExecutor)
     from ..view.page import ViewPage
     from ..view.replay import Replay, load_frames
     frames = load_frames(args.bag, task)

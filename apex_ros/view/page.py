@@ -183,23 +183,27 @@ class ViewPage:
     def now(self) -> float:
         return time.monotonic() - self.t0
 
-    def on_full_state(self, state):
-        """A FULLPHYSICS state (nstate,) of the simulation."""
+    def on_state_arrival(self):
+        """A state (full or joint) arrived now: counted, and the reference of the command
+        latency. Cheap: called for every message of a fast stream, which is decoded only at
+        the refresh rate (on_full_state, on_joint_state)."""
         with self.lock:
-            self.state, self.state_source = np.array(state), protocol.FULL_STATE
-            self.full_state_seen = True
             self.states_seen += 1
             self.last_state_time = self.now()
 
-    def on_joint_state(self, names, positions, velocities=()):
-        """A sensor_msgs/JointState's fields; shown unless full states arrive."""
+    def on_full_state(self, state):
+        """A FULLPHYSICS state (nstate,) of the simulation, to show."""
         with self.lock:
-            self.last_state_time = self.now()
+            self.state, self.state_source = np.array(state), protocol.FULL_STATE
+            self.full_state_seen = True
+
+    def on_joint_state(self, names, positions, velocities=()):
+        """A sensor_msgs/JointState's fields, to show unless full states arrive."""
+        with self.lock:
             if self.full_state_seen:
                 return
             self.state = self.joints.to_state(list(names), list(positions), list(velocities))
             self.state_source = protocol.JOINT_STATES
-            self.states_seen += 1
 
     def on_command(self):
         """A command was received on the command topic (now)."""
