@@ -117,6 +117,9 @@ def test_a_port_in_use_is_refused_naming_it(cartpole):
         port = s.getsockname()[1]
         with pytest.raises(ApexError, match=f'port {port} on 127.0.0.1 is in use'):
             ViewPage(cartpole, port=port)
+        out = run_cli('--port', str(port))        # the live view (viz node) says the same
+        assert out.returncode == 2 and 'Traceback' not in out.stderr
+        assert f'apex-ros view: error: port {port} on 127.0.0.1 is in use' in out.stderr
 
 
 def run_cli(*args, timeout=120):
@@ -333,7 +336,9 @@ def test_bag_replay_in_a_browser_seeks_and_plays(browser, tmp_path, cartpole):
                 timeout=10_000)
         assert cart_x() == pytest.approx(cartpole.qpos(states[3])[0], abs=1e-4)
         tab.get_by_role('button', name='Play').click()
+        tab.get_by_role('button', name='Pause').wait_for(timeout=10_000)
         tab.get_by_text('Frame 41/41').wait_for(timeout=15_000)   # 2 s of bag, played
+        tab.get_by_role('button', name='Play').wait_for(timeout=10_000)   # stopped at the end
         assert cart_x() == pytest.approx(cartpole.qpos(states[40])[0], abs=1e-4)
         assert len({round(x, 4) for x in cartpole.qpos(states[[3, 39, 40]])[:, 0]}) == 3
         tab.screenshot(path=str(tmp_path / 'replay.png'))
