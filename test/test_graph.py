@@ -8,8 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import rclpy  # noqa: E402
 import rosutil  # noqa: I100 (first: isolates the ROS domain before rclpy.init)
@@ -22,6 +24,8 @@ from apex_ros.deploy.bundle import PolicyBundle  # noqa: E402
 from apex_ros.ros import protocol, qos  # noqa: E402
 from apex_ros.ros.graph import GRAPHS  # noqa: E402
 from apex_ros.ros.launcher import graph_argvs, parse_launch_arguments  # noqa: E402
+from apex_ros.ros.nodes.common import float64_array  # noqa: E402
+from apex_ros.sim.simulation import Simulation  # noqa: E402
 
 TINY = {
     'task': {'name': 'cartpole_swingup', 'episode_steps': 30},
@@ -102,6 +106,51 @@ def test_sim_node_rejects_wrong_size_and_non_finite_commands(node, tmp_path, car
                                 spin=node)
         steps = {step(m) for m in states.msgs}
         assert max(steps) == 1, 'a rejected command was applied'
+    finally:
+        procs.stop_all()
+
+
+def test_planner_publishes_its_plan_throttled(node, tmp_path, cartpole):
+    """/apex/plan: at most plan_rate per second whatever the state rate, and the predicted
+    positions start at the planned state."""
+    procs = rosutil.NodeProcesses()
+    procs.start(rosutil.executable('planner_node', 'apex_ros.ros.nodes.planner_node'),
+                'planner', {'active': True, 'plan_rate': 2.0, 'threads': 1,
+                            'set': 'planner.budget=60,planner.horizon=8'},
+                log_path=tmp_path / 'planner.log')
+    try:
+        states = node.create_publisher(Float64MultiArray, protocol.FULL_STATE, qos.FULL_STATE)
+        commands = rosutil.Collector(node, Float64MultiArray,
+                                     protocol.command_topic('effort_controller'))
+        sim = Simulation(cartpole)
+        sim.reset(0)
+        sent = {}
+        assert rosutil.wait_for_subscribers(states, spin=node, timeout=30)
+
+        def drive(steps, first):
+            """Send `steps` states, each once its predecessor was answered."""
+            for step in range(first, first + steps):
+                full = protocol.FullState(0, step, sim.state(), sim.warmstart())
+                sent[step] = full.state
+                states.publish(float64_array(protocol.pack_full_state(full)))
+                assert commands.wait(step + 1, timeout=30, spin=node), step
+                sim.step(protocol.unpack_command(commands.msgs[-1].data, [0], 'commands'))
+        drive(10, 0)                 # no subscriber yet
+        plans = rosutil.Collector(node, Float64MultiArray, protocol.PLAN, qos.MONITOR)
+        publisher_seen = rosutil.wait_for(
+            lambda: plans.sub.get_publisher_count() > 0, 30, spin=node)
+        assert publisher_seen
+        t0 = time.monotonic()
+        start_step = 10
+        drive(40, start_step)
+        elapsed = time.monotonic() - t0
+        rosutil.wait_for(lambda: False, 0.3, spin=node)   # the last plan in flight
+        assert 1 <= len(plans.msgs) <= 2.0 * elapsed + 1, (len(plans.msgs), elapsed)
+        assert len(plans.msgs) < 40                         # throttled, not one per state
+        plan = protocol.unpack_plan(plans.msgs[0].data, cartpole.model.nq, 2)
+        assert plan.step >= start_step and plan.qpos.shape == (9, cartpole.model.nq)
+        np.testing.assert_array_equal(plan.qpos[0], cartpole.qpos(sent[plan.step]))
+        assert 0 < plan.plan_seconds < 5
     finally:
         procs.stop_all()
 
