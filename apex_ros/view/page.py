@@ -87,7 +87,6 @@ class ViewPage:
         if port and self.port != port:   # lost a race for the port
             self.server.stop()
             raise ApexError(f'port {port} on {host} is in use; choose another with --port')
-        self.host = host
         self.url = f'http://{host}:{self.port}/'
         self.server.scene.set_up_direction('+z')
         # looking along +y at the model's centre (MuJoCo's default view of a planar robot)
@@ -113,7 +112,8 @@ class ViewPage:
         self.command_times = collections.deque()
         self.latencies = collections.deque()
         self.status = None
-        self.episode_drivers = []
+        self.episodes = 0                 # episode returns received
+        self.last_episode_driver = None   # who drove the latest episode
         self.plots_dirty = False
         self.next_plot = 0.0
         self.plots_drawn = 0         # how many times the plots were redrawn (tests, status)
@@ -122,10 +122,10 @@ class ViewPage:
         self.commands = Series('rate', 'latency')
         self.lambdas = Series('guidance', 'action_norm')
         self.plan_times = Series('plan')
-        self._build_gui(title)
+        self._build_gui()
 
     # --- the GUI ------------------------------------------------------------------------------
-    def _build_gui(self, title):
+    def _build_gui(self):
         gui = self.server.gui
         gui.configure_theme(control_width='large', dark_mode=False)
         self.status_md = gui.add_markdown(self._status_text())
@@ -162,9 +162,9 @@ class ViewPage:
                  f'**State:** {self.states_seen} received'
                  + (f' ({self.state_source})' if self.state_source else '')]
         if self.returns.rows:
-            driver_of_last = self.episode_drivers[-1]
             lines.append(f'**Last episode return:** {self.returns.rows[-1][1]:.2f} '
-                         f'({len(self.returns.rows)} episodes; driven by {driver_of_last})')
+                         f'({self.episodes} episodes; driven by '
+                         f'{self.last_episode_driver})')
         if self.commands.rows:
             _, rate, latency = self.commands.rows[-1]
             lines.append(f'**Commands:** {rate:.1f} Hz, latency {latency:.2f} ms')
@@ -234,8 +234,9 @@ class ViewPage:
     def on_episode_return(self, value: float):
         with self.lock:
             driver = self.status.driver if self.status is not None else 'none'
-            self.returns.add(len(self.returns.rows) + 1, value)
-            self.episode_drivers.append(DRIVEN_BY.get(driver, driver))
+            self.episodes += 1
+            self.returns.add(self.episodes, value)
+            self.last_episode_driver = DRIVEN_BY.get(driver, driver)
             self.plots_dirty = True
 
     # --- output -------------------------------------------------------------------------------
