@@ -52,16 +52,19 @@ class AttachedView:
             [sys.executable, '-m', 'apex_ros.cli', 'view', '--task', 'cartpole_swingup',
              '--port', '0'], stdout=self.log, stderr=subprocess.STDOUT, text=True,
             start_new_session=True)
-        url = self._wait_url()
         self.browser = None
-        if playwright is None:
-            return
-        self.browser = playwright.chromium.launch_persistent_context(
-            tempfile.mkdtemp(prefix='view-bench-chromium-'), executable_path=CHROMIUM,
-            headless=True, args=CHROMIUM_FLAGS, viewport={'width': 1400, 'height': 900})
-        self.tab = self.browser.new_page()
-        self.tab.goto(url)
-        self.tab.get_by_text('Driving the simulation').wait_for(timeout=60_000)
+        try:
+            url = self._wait_url()
+            if playwright is not None:
+                self.browser = playwright.chromium.launch_persistent_context(
+                    tempfile.mkdtemp(prefix='view-bench-chromium-'), executable_path=CHROMIUM,
+                    headless=True, args=CHROMIUM_FLAGS, viewport={'width': 1400, 'height': 900})
+                self.tab = self.browser.new_page()
+                self.tab.goto(url)
+                self.tab.get_by_text('Driving the simulation').wait_for(timeout=60_000)
+        except BaseException:
+            self.close()
+            raise
 
     def states_shown(self) -> int | None:
         """How many states the page says the view received (proof it was attached)."""
@@ -89,7 +92,11 @@ class AttachedView:
         if self.browser is not None:
             self.browser.close()
         os.killpg(self.proc.pid, signal.SIGINT)
-        self.proc.wait(15)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
         self.log.close()
 
 
