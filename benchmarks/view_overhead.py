@@ -67,10 +67,10 @@ class AttachedView:
             raise
 
     def states_shown(self) -> int | None:
-        """How many states the page says the view received (proof it was attached)."""
+        """How many states the page says were published (proof it was attached and fed)."""
         if self.browser is None:
             return None
-        m = re.search(r'State: (\d+) received', self.tab.inner_text('body'))
+        m = re.search(r'State: (\d+) published', self.tab.inner_text('body'))
         return int(m.group(1)) if m else 0
 
     def _wait_url(self, timeout=60.0):

@@ -94,15 +94,17 @@ def test_body_paths_are_the_centres_of_mass_along_the_plan(cartpole):
 def test_page_status_and_plots_follow_the_inputs(page):
     page.on_status(protocol.Status(3, 10, 'dagger', 'executor', 90.0, 70.0))
     page.on_episode_return(42.0)
-    page.on_state_arrival()
+    page.on_states(protocol.JOINT_STATES, 7)
     page.on_joint_state(['slider', 'hinge'], [0.3, 0.0], [0.0, 0.0])
-    page.on_command()
+    page.on_commands(100, 10.0, None)      # the first command sample: no rate yet
+    page.on_commands(110, 10.5, 1.5)       # 10 more commands in 0.5 s, latency 1.5 ms
     page.on_plan(protocol.Plan(0, 5, 0.04, np.array([0.25, 0.0]), np.zeros((31, 2))))
     page.refresh()
     text = page.status_md.content
     assert 'policy (executor node)' in text and 'iteration 3/10, phase dagger' in text
     assert 'Last episode return:** 42.00' in text and 'λ = (0.25, 0)' in text
-    assert 'Plan:** 40.0 ms' in text and 'Commands:** 1.0 Hz' in text
+    assert 'Plan:** 40.0 ms' in text and 'Commands:** 20.0 Hz, latency 1.50 ms' in text
+    assert 'State:** 7 published (/joint_states)' in text
     assert page.returns_plot.data[1].tolist() == [42.0]
     assert page.iterations_plot.data[0].tolist() == [2.0]      # iteration 2 finished
     np.testing.assert_allclose(page.robot.poses()['cart'][0], [0.3, 0, 1])

@@ -12,9 +12,10 @@ What is shown:
 - `/plan/ghost/<body>`: a translucent copy of the robot at the end of the planner's predicted
   horizon, and `/plan/paths`: each moving body's centre of mass along the prediction;
 - plots: episode returns in order (each labelled in the status with the node that drove it),
-  expert vs policy return per finished APEX iteration, the command topic's rate and the
-  state-to-command latency as this process sees it (command arrival minus the latest state's
-  arrival), the adaptive lambda_j and the planning time per step;
+  expert vs policy return per finished APEX iteration, the command topic's rate (from its
+  publisher's sequence numbers) and the state-to-command latency (sampled: a command's
+  source timestamp minus that of the latest state before it), the adaptive lambda_j and the
+  planning time per step;
 - a status line: which node drives the simulation, APEX iteration and phase, latest values.
 """
 import collections
@@ -105,12 +106,11 @@ class ViewPage:
         # pending work for refresh(), written by the on_* methods under the lock
         self.state = None            # (nstate,) to show, or None: nothing new
         self.state_source = None     # the topic the shown state came from
-        self.states_seen = 0
+        self.states_published = 0    # the state publisher's count (its sequence number)
         self.full_state_seen = False
         self.plan = None
-        self.last_state_time = None
-        self.command_times = collections.deque()
-        self.latencies = collections.deque()
+        self.command_samples = collections.deque()   # (stamp s, sequence number, latency ms)
+        self.new_command_sample = False
         self.status = None
         self.episodes = 0                 # episode returns received
         self.last_episode_driver = None   # who drove the latest episode
@@ -159,7 +159,7 @@ class ViewPage:
         lines = [f'**Driving the simulation:** {driver}', f'**APEX:** {apex}',
                  f'**Scene:** {self.task.name}, {len(self.robot.bodies)} bodies '
                  f'({", ".join(self.robot.bodies)})',
-                 f'**State:** {self.states_seen} received'
+                 f'**State:** {self.states_published} published'
                  + (f' ({self.state_source})' if self.state_source else '')]
         if self.returns.rows:
             lines.append(f'**Last episode return:** {self.returns.rows[-1][1]:.2f} '
@@ -183,13 +183,10 @@ class ViewPage:
     def now(self) -> float:
         return time.monotonic() - self.t0
 
-    def on_state_arrival(self):
-        """A state (full or joint) arrived now: counted, and the reference of the command
-        latency. Cheap: called for every message of a fast stream, which is decoded only at
-        the refresh rate (on_full_state, on_joint_state)."""
+    def on_states(self, topic: str, published: int):
+        """The state stream on `topic` has published `published` messages so far."""
         with self.lock:
-            self.states_seen += 1
-            self.last_state_time = self.now()
+            self.states_published = published
 
     def on_full_state(self, state):
         """A FULLPHYSICS state (nstate,) of the simulation, to show."""
@@ -205,13 +202,14 @@ class ViewPage:
             self.state = self.joints.to_state(list(names), list(positions), list(velocities))
             self.state_source = protocol.JOINT_STATES
 
-    def on_command(self):
-        """A command was received on the command topic (now)."""
+    def on_commands(self, published: int, stamp: float, latency_ms: float | None):
+        """A sample of the command stream: its publisher's count so far, the latest command's
+        source time (s) and its latency after the latest state (ms; None: not known)."""
         with self.lock:
-            t = self.now()
-            self.command_times.append(t)
-            if self.last_state_time is not None:
-                self.latencies.append((t, 1e3 * (t - self.last_state_time)))
+            if self.command_samples and published < self.command_samples[-1][1]:
+                self.command_samples.clear()   # another publisher (the driver changed)
+            self.command_samples.append((stamp, published, latency_ms))
+            self.new_command_sample = True
 
     def on_plan(self, plan: protocol.Plan):
         with self.lock:
@@ -271,16 +269,26 @@ class ViewPage:
             self.status_md.content = status_text
 
     def _sample_commands(self, t):
-        """Append the command rate and median latency over the last RATE_WINDOW s (if any
-        command came in it) to the commands plot."""
-        while self.command_times and self.command_times[0] < t - RATE_WINDOW:
-            self.command_times.popleft()
-        while self.latencies and self.latencies[0][0] < t - RATE_WINDOW:
-            self.latencies.popleft()
-        if self.command_times:
-            latency = np.median([ms for _, ms in self.latencies]) if self.latencies else 0.0
-            self.commands.add(t, len(self.command_times) / RATE_WINDOW, latency)
-            self.plots_dirty = True
+        """Append the command rate and median latency over the samples of the last
+        RATE_WINDOW s of command time to the commands plot, if a new sample came."""
+        samples = self.command_samples
+        if not self.new_command_sample or len(samples) < 2:
+            return
+        self.new_command_sample = False
+        while samples[-1][0] - samples[0][0] > RATE_WINDOW and len(samples) > 2:
+            samples.popleft()
+        (t0, n0, _), (t1, n1, _) = samples[0], samples[-1]
+        if t1 <= t0:
+            return
+        latencies = [ms for _, _, ms in samples if ms is not None]
+        if latencies:
+            latency = float(np.median(latencies))
+        elif self.commands.rows:
+            latency = self.commands.rows[-1][2]   # none measured in the window: the last one
+        else:
+            return                                # no latency known yet
+        self.commands.add(t, (n1 - n0) / (t1 - t0), latency)
+        self.plots_dirty = True
 
     def _show_plan(self, plan):
         self.ghost.show_qpos(plan.qpos[-1])

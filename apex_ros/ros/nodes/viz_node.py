@@ -5,12 +5,15 @@ It only listens, with subscriptions that cannot push back on anyone: states (ful
 best-effort reader), the planner's /apex/plan (throttled by the planner, and published only
 while someone subscribes), the trainer's /apex/status (transient local: the current one on
 joining) and /apex/episode_return. It is built to cost the machine little at robot rates
-(a state stream of 500 Hz and more): states arrive raw (CDR bytes, no Python message built),
-only the arrival time is noted per message, and the latest one is decoded at the page's
-refresh rate; it spins rclpy's EventsExecutor (a third of the CPU of the
-SingleThreadedExecutor, see the engineering notes) and runs at a lower CPU priority (nice
-NICE) than the nodes it watches. The page's own thread pushes to the browsers, so a slow
-browser slows nothing here.
+(states and commands at 500 Hz and more): the fast streams (states, commands) are not
+delivered to Python message by message. Their subscriptions live on a helper node that no
+executor spins; DDS keeps the latest message of each (depth 1) and a timer takes it at the
+page's refresh rate, raw (CDR bytes), decoding only what is shown. The publisher's sequence
+number and source timestamp of what is taken give the rates and the state-to-command
+latency (the latest command minus the latest state before it, both stamped by their
+publishers). It spins rclpy's EventsExecutor and runs at a lower CPU priority (nice NICE)
+than the nodes it watches. The page's own thread pushes to the browsers, so a slow browser
+slows nothing here.
 
 Parameters: task (its model is drawn), host, port (0: any free port; the URL is logged),
 controller (whose /<controller>/commands is counted).
@@ -18,6 +21,7 @@ controller (whose /<controller>/commands is counted).
 import os
 import sys
 
+import rclpy
 from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.serialization import deserialize_message
@@ -48,14 +52,18 @@ class VizNode(Node):
         controller = p('controller', controller or protocol.DEFAULT_CONTROLLER).value
         self.nstate, self.nv = self.task.layout.size, self.task.model.nv
         self.nq = self.task.model.nq
+        # fast streams: polled (take_latest), never spun
+        self.streams = rclpy.create_node(f'{protocol.VIZ_NODE}_streams',
+                                         context=self.context)
+        polled = self.streams.create_subscription
+        self.full_state_sub = polled(Float64MultiArray, protocol.FULL_STATE, lambda _: None,
+                                     qos.STATE, raw=True)
+        self.joint_state_sub = polled(JointState, protocol.JOINT_STATES, lambda _: None,
+                                      qos.STATE, raw=True)
+        self.command_sub = polled(Float64MultiArray, protocol.command_topic(controller),
+                                  lambda _: None, qos.STATE, raw=True)
+        self.create_timer(1.0 / REFRESH_HZ, self.take_latest)
         sub = self.create_subscription
-        self.latest = {}   # topic -> the latest raw message not yet decoded
-        for topic, msg_type in ((protocol.FULL_STATE, Float64MultiArray),
-                                (protocol.JOINT_STATES, JointState)):
-            sub(msg_type, topic, self.raw_state_callback(topic), qos.STATE, raw=True)
-        sub(Float64MultiArray, protocol.command_topic(controller),
-            lambda _: self.page.on_command(), qos.STATE, raw=True)
-        self.create_timer(1.0 / REFRESH_HZ, self.decode_latest)
         sub(Float64MultiArray, protocol.PLAN, self.on_plan, qos.MONITOR)
         sub(String, protocol.STATUS, self.on_status, qos.STATUS)
         sub(Float64, protocol.EPISODE_RETURN, lambda m: self.page.on_episode_return(m.data),
@@ -67,27 +75,40 @@ class VizNode(Node):
     def ignore(self, error):
         self.get_logger().error(f'ignored: {error}', throttle_duration_sec=2.0)
 
-    def raw_state_callback(self, topic):
-        def on_state(data: bytes):
-            self.latest[topic] = data
-            self.page.on_state_arrival()
-        return on_state
+    @staticmethod
+    def take(subscription):
+        """The latest message DDS holds for `subscription`: (CDR bytes, info) or None."""
+        with subscription.handle:
+            return subscription.handle.take_message(subscription.msg_type, True)
 
-    def decode_latest(self):
-        """Hand the page the latest full state and joint state received since the last call."""
-        full = self.latest.pop(protocol.FULL_STATE, None)
+    def take_latest(self):
+        """Hand the page the latest full state, joint state and command since the last call."""
+        full = self.take(self.full_state_sub)
         if full is not None:
-            msg = deserialize_message(full, Float64MultiArray)
+            msg = deserialize_message(full[0], Float64MultiArray)
             try:
                 state = protocol.unpack_full_state(msg.data, self.nstate, self.nv).state
             except ApexError as e:
                 self.ignore(e)
             else:
                 self.page.on_full_state(state)
-        joints = self.latest.pop(protocol.JOINT_STATES, None)
+        joints = self.take(self.joint_state_sub)
         if joints is not None:
-            msg = deserialize_message(joints, JointState)
+            msg = deserialize_message(joints[0], JointState)
             self.page.on_joint_state(msg.name, msg.position, msg.velocity)
+        state_stamp = None   # source timestamp (ns) of the latest state taken now
+        for taken, topic in ((full, protocol.FULL_STATE), (joints, protocol.JOINT_STATES)):
+            if taken is not None:
+                self.page.on_states(topic, taken[1]['publication_sequence_number'])
+                state_stamp = taken[1]['source_timestamp']
+                break
+        command = self.take(self.command_sub)
+        if command is not None:
+            stamp = command[1]['source_timestamp']
+            latency = (None if state_stamp is None or stamp < state_stamp
+                       else (stamp - state_stamp) * 1e-6)
+            self.page.on_commands(command[1]['publication_sequence_number'], stamp * 1e-9,
+                                  latency)
 
     def on_plan(self, msg):
         try:
@@ -103,6 +124,7 @@ class VizNode(Node):
 
     def on_shutdown(self):
         self.page.stop()
+        self.streams.destroy_node()
 
 
 def main(argv=None):
