@@ -224,6 +224,13 @@ def changed_fraction(a, b) -> float:
     return float(np.mean(np.abs(a - b).sum(axis=-1) > 30))
 
 
+RETURN_BLUE = (42, 111, 219)   # the episode-return line's colour (#2a6fdb)
+
+
+def color_pixels(image, rgb, tolerance=40) -> int:
+    return int(np.sum(np.abs(image - np.array(rgb)).sum(axis=-1) < tolerance))
+
+
 def wait_changed(tab, clip, before, timeout=15.0, at_least=0.002) -> float:
     """Poll screenshots of `clip` until they differ from `before` (fraction of pixels)."""
     deadline = time.monotonic() + timeout
@@ -290,6 +297,7 @@ def test_live_page_in_a_browser_moves_with_joint_states_and_updates_plots(
     assert wait_changed(tab, SCENE, scene_before) >= 0.002, 'the scene did not move'
 
     panel_before = pixels(tab, PANEL)
+    blue_before = color_pixels(panel_before, RETURN_BLUE)
     drawn_before = page.plots_drawn
     status.publish(String(data=protocol.pack_status(
         protocol.Status(2, 4, 'dagger', 'executor', 88.0, 61.0))))
@@ -306,6 +314,9 @@ def test_live_page_in_a_browser_moves_with_joint_states_and_updates_plots(
     assert page.plots_drawn > drawn_before
     np.testing.assert_allclose(page.returns_plot.data[1], [10.0, 30.0, 55.5])
     assert wait_changed(tab, PANEL, panel_before) >= 0.01, 'the plots did not change'
+    # the return line is drawn: hundreds of its pixels, not only its legend marker
+    assert wait_for(lambda: color_pixels(pixels(tab, PANEL), RETURN_BLUE) > blue_before + 150,
+                    10), 'no episode-return line in the plot'
     shot = tmp_path / 'view.png'
     tab.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000

@@ -71,6 +71,27 @@ class Series:
         return tuple(np.array(c, dtype=np.float64) for c in zip(*self.rows))
 
 
+def padded_range(values) -> list:
+    """[low, high] around the finite `values`, 5 % margins ([0, 1] when there are none)."""
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return [0.0, 1.0]
+    low, high = float(values.min()), float(values.max())
+    pad = 0.05 * (high - low) if high > low else max(0.1 * abs(high), 1.0)
+    return [low - pad, high + pad]
+
+
+def plot_scales(columns, scale_names) -> dict:
+    """Static uPlot ranges for `columns` (x, y...) whose y columns use `scale_names`: the
+    viser client keeps the ranges of a chart's first data when its data grows, so every
+    update sends them."""
+    scales = {'x': {'time': False, 'auto': False, 'range': padded_range(columns[0])}}
+    for name in dict.fromkeys(scale_names):
+        on_scale = [c for c, n in zip(columns[1:], scale_names) if n == name]
+        scales[name] = {'auto': False, 'range': padded_range(np.concatenate(on_scale))}
+    return scales
+
+
 def _series(label, color, scale='y'):
     return {'label': label, 'stroke': color, 'width': 2, 'scale': scale,
             'points': {'show': True, 'size': 4}}
@@ -129,12 +150,15 @@ class ViewPage:
         gui = self.server.gui
         gui.configure_theme(control_width='large', dark_mode=False)
         self.status_md = gui.add_markdown(self._status_text())
-        x_scale = {'x': {'time': False}}
+        self.scale_names = {}   # id(plot handle) -> the scale of each y column
 
-        def plot(title_, series, axes=None, scales=None):
+        def plot(title_, series, axes=None):
             columns = tuple(np.zeros(0) for _ in range(len(series)))
-            return gui.add_uplot(columns, series, title=title_, aspect=2.0,
-                                 scales={**x_scale, **(scales or {})}, axes=axes)
+            scale_names = [s['scale'] for s in series[1:]]
+            handle = gui.add_uplot(columns, series, title=title_, aspect=2.0,
+                                   scales=plot_scales(columns, scale_names), axes=axes)
+            self.scale_names[id(handle)] = scale_names
+            return handle
         self.returns_plot = plot('Episode return', (
             {'label': 'episode'}, _series('return', '#2a6fdb')))
         self.iterations_plot = plot('Return per APEX iteration', (
@@ -143,8 +167,7 @@ class ViewPage:
             'Commands: rate (Hz) and latency (ms)',
             ({'label': 't (s)'}, _series('rate Hz', '#2ca02c', 'Hz'),
              _series('latency ms', '#9467bd', 'ms')),
-            axes=({}, {'scale': 'Hz'}, {'scale': 'ms', 'side': 1, 'grid': {'show': False}}),
-            scales={'Hz': {'auto': True}, 'ms': {'auto': True}})
+            axes=({}, {'scale': 'Hz'}, {'scale': 'ms', 'side': 1, 'grid': {'show': False}}))
         self.lambdas_plot = plot('Adaptive λ', (
             {'label': 't (s)'}, _series('guidance λ₁', '#ff7f0e'),
             _series('action norm λ₂', '#8c564b')))
@@ -265,6 +288,7 @@ class ViewPage:
             with self.server.atomic():
                 for handle, columns in plot_data:
                     handle.data = columns
+                    handle.scales = plot_scales(columns, self.scale_names[id(handle)])
         if self.status_md.content != status_text:
             self.status_md.content = status_text
 
