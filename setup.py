@@ -32,6 +32,7 @@ setup(
             'trainer_node = apex_ros.ros.nodes.trainer_node:main',
             'policy_executor = apex_ros.ros.nodes.policy_executor:main',
             'recorder_node = apex_ros.ros.nodes.recorder_node:main',
+            'viz_node = apex_ros.ros.nodes.viz_node:main',
         ],
     },
 )

@@ -29,6 +29,8 @@ apex_ros bench inference --policy experiments/halfcheetah/run_160/policy.onnx --
 apex_ros bench graph --task cartpole_swingup --iterations 1 --quiet --json $out/graph_vs_inprocess_cartpole.json
 # Executor: state-to-command latency and command rate at 500 Hz over DDS.
 "$py" benchmarks/executor_latency.py $out/executor_latency.json --duration $seconds_latency
+# The same with the browser view attached (its process; and a local headless chromium) vs without.
+"$py" benchmarks/view_overhead.py $out/view_overhead.json --duration 10 --repeats 5
 # Bags: recording /joint_states at 500 Hz; relabel throughput from a bag vs in-process.
 "$py" benchmarks/record_500hz.py $out/record_500hz.json --seconds $seconds_record
 "$py" benchmarks/bag_relabel_throughput.py $out/bag_relabel_throughput.json

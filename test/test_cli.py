@@ -157,7 +157,7 @@ def test_help_lists_every_command(capsys):
         cli.main(['--help'])
     out = capsys.readouterr().out
     for command in ('tasks', 'mpc', 'train', 'eval', 'polo', 'launch', 'record', 'relabel',
-                    'bench'):
+                    'view', 'bench'):
         assert f'    {command} ' in out, command
 
 

@@ -5,21 +5,27 @@ import math
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import rclpy  # noqa: E402
 import rosutil  # noqa: I100 (first: isolates the ROS domain before rclpy.init)
 import yaml
-from std_msgs.msg import Float64MultiArray  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 
 from apex_ros.bags.reader import BagReader  # noqa: E402
 from apex_ros.deploy.bundle import PolicyBundle  # noqa: E402
-from apex_ros.ros import protocol  # noqa: E402
+from apex_ros.ros import protocol, qos  # noqa: E402
 from apex_ros.ros.graph import GRAPHS  # noqa: E402
 from apex_ros.ros.launcher import graph_argvs, parse_launch_arguments  # noqa: E402
+from apex_ros.ros.nodes.common import float64_array  # noqa: E402
+from apex_ros.sim.simulation import Simulation  # noqa: E402
 
 TINY = {
     'task': {'name': 'cartpole_swingup', 'episode_steps': 30},
@@ -105,6 +111,57 @@ def test_sim_node_rejects_wrong_size_and_non_finite_commands(node, tmp_path, car
         procs.stop_all()
 
 
+def test_planner_publishes_its_plan_throttled(node, tmp_path, cartpole):
+    """/apex/plan: at most plan_rate per second whatever the state rate, and the predicted
+    positions start at the planned state."""
+    procs = rosutil.NodeProcesses()
+    procs.start(rosutil.executable('planner_node', 'apex_ros.ros.nodes.planner_node'),
+                'planner', {'active': True, 'plan_rate': 2.0, 'threads': 1,
+                            'set': 'planner.budget=60,planner.horizon=8'},
+                log_path=tmp_path / 'planner.log')
+    try:
+        states = node.create_publisher(Float64MultiArray, protocol.FULL_STATE, qos.FULL_STATE)
+        commands = rosutil.Collector(node, Float64MultiArray,
+                                     protocol.command_topic('effort_controller'))
+        sim = Simulation(cartpole)
+        sim.reset(0)
+        sent = {}
+        assert rosutil.wait_for_subscribers(states, spin=node, timeout=30)
+        assert rosutil.wait_for(lambda: commands.sub.get_publisher_count() > 0, 30, spin=node)
+
+        def drive(steps, first):
+            """Send `steps` states, each once its predecessor was answered (a state is re-sent
+            until answered, as the sim does: the planner's state subscription is best effort
+            and it answers each step once)."""
+            for step in range(first, first + steps):
+                full = protocol.FullState(0, step, sim.state(), sim.warmstart())
+                sent[step] = full.state
+                for _ in range(15):
+                    states.publish(float64_array(protocol.pack_full_state(full)))
+                    if commands.wait(step + 1, timeout=2, spin=node):
+                        break
+                assert len(commands.msgs) == step + 1, step
+                sim.step(protocol.unpack_command(commands.msgs[-1].data, [0], 'commands'))
+        drive(10, 0)                 # no subscriber yet
+        plans = rosutil.Collector(node, Float64MultiArray, protocol.PLAN, qos.MONITOR)
+        publisher_seen = rosutil.wait_for(
+            lambda: plans.sub.get_publisher_count() > 0, 30, spin=node)
+        assert publisher_seen
+        t0 = time.monotonic()
+        start_step = 10
+        drive(40, start_step)
+        elapsed = time.monotonic() - t0
+        rosutil.wait_for(lambda: False, 0.3, spin=node)   # the last plan in flight
+        assert 1 <= len(plans.msgs) <= 2.0 * elapsed + 1, (len(plans.msgs), elapsed)
+        assert len(plans.msgs) < 40                         # throttled, not one per state
+        plan = protocol.unpack_plan(plans.msgs[0].data, cartpole.model.nq, 2)
+        assert plan.step >= start_step and plan.qpos.shape == (9, cartpole.model.nq)
+        np.testing.assert_array_equal(plan.qpos[0], cartpole.qpos(sent[plan.step]))
+        assert 0 < plan.plan_seconds < 5
+    finally:
+        procs.stop_all()
+
+
 # --- the runner ----------------------------------------------------------------------------
 
 def _start_graph(tmp_path, name):
@@ -146,12 +203,22 @@ def test_runner_rejects_unknown_arguments():
 # --- APEX through the graph -----------------------------------------------------------------
 
 @pytest.mark.slow
-def test_graph_trains_a_policy_and_the_executor_drives_the_sim(tmp_path, cartpole):
+def test_graph_trains_a_policy_and_the_executor_drives_the_sim(node, tmp_path, cartpole):
     log = tmp_path / 'apex.log'
     run, bag = tmp_path / 'run', tmp_path / 'bag'
+    # what a viewer sees: the planner's throttled plans and the trainer's status
+    plans = rosutil.Collector(node, Float64MultiArray, protocol.PLAN, qos.MONITOR)
+    statuses = rosutil.Collector(node, String, protocol.STATUS, QoSProfile(
+        depth=100, reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL))   # keeps every status, not the last
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        viz_port = s.getsockname()[1]
     proc = launch(['sim_apex', f'config:={tiny_config(tmp_path)}', f'out_dir:={run}',
-                   'iterations:=1', f'record:={bag}'], log)
-    status = proc.wait(300)
+                   'iterations:=1', f'record:={bag}', 'viz:=true', f'viz_port:={viz_port}'],
+                  log)
+    assert rosutil.wait_for(lambda: proc.poll() is not None, 300, spin=node)
+    status = proc.returncode
     text = log.read_text()
     assert status == 0, text[-4000:]
     m = re.search(r'expert return (\S+) vs policy return (\S+) \(executor driving', text)
@@ -172,6 +239,15 @@ def test_graph_trains_a_policy_and_the_executor_drives_the_sim(tmp_path, cartpol
                 .episode for m in reader.messages([protocol.FULL_STATE], decode=True)}
     assert episodes == {2, 3}
     assert not reader.damaged
+    # the viz node served the view beside the graph and stopped with it
+    assert f'view: http://127.0.0.1:{viz_port}/' in text and 'viz' in pids
+    plan = protocol.unpack_plan(plans.msgs[-1].data, cartpole.model.nq, 2)
+    assert plan.qpos.shape == (TINY['planner']['horizon'] + 1, cartpole.model.nq)
+    assert 0 < plan.plan_seconds < 10
+    seen = [protocol.unpack_status(m.data) for m in statuses.msgs]
+    assert {s.driver for s in seen} == {'none', 'planner', 'executor'}
+    assert [s.phase for s in seen if s.driver == 'none'][-1] == 'final'
+    assert seen[-1].expert_return == pytest.approx(metrics[0]['expert_return'])
 
 
 # --- the launch files build the same argv as the runner (needs launch_ros) ----------------

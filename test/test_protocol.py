@@ -228,3 +228,42 @@ def test_cli_relabel_of_a_non_mcap_file(tmp_path, capsys, cartpole):
     err = capsys.readouterr().err
     assert f'{notes}: not an MCAP file (or rosbag2 directory)' in err
     assert 'lacks' not in err
+
+
+def test_plan_round_trip_and_refusal():
+    qpos = np.arange(31 * 2, dtype=float).reshape(31, 2)
+    plan = protocol.Plan(3, 7, 0.042, np.array([0.5, 0.0]), qpos)
+    packed = protocol.pack_plan(plan)
+    assert packed.dims == (('header', 2), ('timing', 1), ('lambdas', 2), ('qpos', 62))
+    back = protocol.unpack_plan(packed.data, nq=2, n_lambdas=2)
+    assert (back.episode, back.step, back.plan_seconds) == (3, 7, 0.042)
+    np.testing.assert_array_equal(back.qpos, qpos)
+    np.testing.assert_array_equal(back.lambdas, [0.5, 0.0])
+    with pytest.raises(protocol.ProtocolError, match='/apex/plan: 67 values.*nq=4'):
+        protocol.unpack_plan(packed.data[:-1] + [0.0], nq=4, n_lambdas=2)
+    with pytest.raises(protocol.ProtocolError, match='/apex/plan'):
+        protocol.unpack_plan(packed.data[:5], nq=2, n_lambdas=2)
+
+
+def test_status_round_trip_and_refusal():
+    status = protocol.Status(2, 10, 'dagger', 'executor', 812.5, 640.0)
+    assert protocol.unpack_status(protocol.pack_status(status)) == status
+    fresh = protocol.Status(0, 10, 'expert', 'none')
+    assert protocol.unpack_status(protocol.pack_status(fresh)) == fresh
+    with pytest.raises(protocol.ProtocolError, match='/apex/status: .*not a status'):
+        protocol.unpack_status('{"iteration": 1}')
+    with pytest.raises(protocol.ProtocolError, match="driver 'robot' not in"):
+        protocol.unpack_status(protocol.pack_status(protocol.Status(1, 2, 'expert', 'robot')))
+
+
+@pytest.mark.parametrize('graph,items', [
+    ('sim_apex', []), ('policy', ['bundle:=p.onnx'])])
+def test_the_viz_node_is_optional_in_both_graphs(graph, items):
+    from apex_ros.ros.graph import GRAPHS
+    make, _ = GRAPHS[graph]
+    without = [s.executable for s in make(parse_launch_arguments(graph, items))]
+    assert 'viz_node' not in without
+    with_viz = make(parse_launch_arguments(graph, items + ['viz:=true', 'viz_port:=8123']))
+    viz = [s for s in with_viz if s.executable == 'viz_node']
+    assert len(viz) == 1 and ('port', '8123') in viz[0].params
+    assert [s.executable for s in with_viz if s.executable != 'viz_node'] == without

@@ -1,5 +1,6 @@
-"""Commands around the ROS graph: launch, record, relabel."""
+"""Commands around the ROS graph: launch, record, relabel, view."""
 import argparse
+import threading
 
 from ..errors import ApexError
 from .common import add_config_args, load_config, positive_int
@@ -58,6 +59,36 @@ def cmd_relabel(args):
     return 0
 
 
+def cmd_view(args):
+    from ..tasks import make_task
+    task = make_task(args.task)   # an unknown task fails here, before anything starts
+    if args.bag is None:
+        import os
+
+        from rclpy.experimental import EventsExecutor
+
+        from ..ros.nodes.common import spin
+        from ..ros.nodes.viz_node import NICE, VizNode
+
+        def viz_node():
+            return VizNode(args.task, args.host, args.port, args.controller)
+        viz_node.__name__ = 'apex-ros view'   # how spin() names us in an error
+        os.nice(NICE)   # as the viz node: the view yields the CPU to the control loop
+        return spin(viz_node, ['apex-ros'], EventsExecutor)
+    from ..view.page import ViewPage
+    from ..view.replay import Replay, load_frames
+    frames = load_frames(args.bag, task)
+    page = ViewPage(task, args.host, args.port, title=f'apex_ros replay: {args.bag}')
+    replay = Replay(page, frames, bag_name=str(args.bag))
+    print(f'view: {page.url} (replay of {args.bag}: {len(frames.times)} frames from '
+          f'{frames.topic}, {frames.times[-1]:.2f} s; Ctrl-C stops)', flush=True)
+    try:
+        threading.Event().wait()
+    finally:
+        replay.stop()
+        page.stop()
+
+
 def add_parsers(sub):
     p = sub.add_parser('launch', help='start a node graph (same processes and argv as '
                        '`ros2 launch apex_ros GRAPH.launch.py`)')
@@ -105,3 +136,15 @@ def add_parsers(sub):
                    help='/joint_states: a joint the model lacks to ignore (repeatable)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.set_defaults(func=cmd_relabel)
+
+    p = sub.add_parser('view', help='a browser view on localhost: the live graph (scene, '
+                       'plan, plots, status), or the replay of a bag with BAG')
+    p.add_argument('bag', nargs='?', metavar='BAG', help='bag directory or .mcap file to '
+                   'replay (omit for the live view of the running graph)')
+    p.add_argument('--task', default='cartpole_swingup', help='task whose model is drawn')
+    p.add_argument('--host', default='127.0.0.1', help='address to serve on (default '
+                   'localhost only)')
+    p.add_argument('--port', type=int, default=8080, help='port to serve on (0: any free one)')
+    p.add_argument('--controller', default='effort_controller', help='live: controller whose '
+                   'commands are counted')
+    p.set_defaults(func=cmd_view)

@@ -36,6 +36,7 @@ _INT = re.compile(r'^[+-]?[0-9]+$')
 _FLOAT = re.compile(r'^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$')
 _BOOLS = ('true', 'false', 'True', 'False', 'TRUE', 'FALSE', 'yes', 'no', 'Yes', 'No',
           'YES', 'NO', 'on', 'off', 'On', 'Off', 'ON', 'OFF', 'y', 'n', 'Y', 'N')
+_TRUE = _BOOLS[::2]   # the spellings of true (the tuple alternates true, false)
 TYPES = ('int', 'float', 'bool', 'str', 'path')
 
 
@@ -78,6 +79,10 @@ SIM_APEX_ARGUMENTS = (
     LaunchArgument('record', 'path', "''", "bag directory to record the policy rollouts to "
                    "(rosbag2 MCAP, with the full state, for `apex-ros relabel`); '' (empty): "
                    "none"),
+    LaunchArgument('viz', 'bool', 'false', 'also start the browser view (viz node) on '
+                   'viz_port'),
+    LaunchArgument('viz_port', 'int', '8080', 'with viz: the port the view serves on '
+                   '(localhost)'),
 )
 
 POLICY_ARGUMENTS = (
@@ -85,6 +90,11 @@ POLICY_ARGUMENTS = (
                    "the robot's executor parameters (file name under config/, or a path)"),
     LaunchArgument('bundle', 'path', None, 'policy bundle (.onnx) to run; later bundles '
                    f'announced on {protocol.POLICY_BUNDLE} replace it after validation'),
+    LaunchArgument('viz', 'bool', 'false', 'also start the browser view (viz node); it runs '
+                   'beside the executor, never inside it'),
+    LaunchArgument('viz_port', 'int', '8080', 'with viz: the port the view serves on'),
+    LaunchArgument('viz_task', 'str', 'cartpole_swingup', 'with viz: the task whose model '
+                   'the view draws'),
 )
 
 
@@ -106,13 +116,22 @@ def sim_apex(args: dict) -> list:
         # starts paused; the trainer records exactly the policy rollouts
         nodes.append(NodeSpec('recorder_node', protocol.RECORDER_NODE, ('sim_apex.yaml',),
                               (('output', args['record']),)))
-    return nodes
+    return nodes + viz_nodes(args, args['task'])
+
+
+def viz_nodes(args: dict, task: str) -> list:
+    """The viz node when the launch argument viz is true, else nothing."""
+    if args.get('viz', 'false') not in _TRUE:
+        return []
+    return [NodeSpec('viz_node', protocol.VIZ_NODE, (),
+                     (('task', task), ('port', args.get('viz_port', '8080'))))]
 
 
 def policy(args: dict) -> list:
     """Only the executor, with a robot's parameter file: what runs on hardware."""
     return [NodeSpec('policy_executor', protocol.EXECUTOR_NODE, (args['params_file'],),
-                     (('bundle', args['bundle']),))]
+                     (('bundle', args['bundle']),))] + viz_nodes(
+        args, args.get('viz_task', 'cartpole_swingup'))
 
 
 GRAPHS = {

@@ -16,11 +16,16 @@ labels them in order, one MultiArrayDimension per segment (label, size, stride =
   commands        `data` only: nu values in the controller's joint order, no layout (what
                   ros2_control's forward controllers read; nothing is added on the
                   executor's hot path)
+  PLAN            (monitoring, throttled) Plan: 'header' 2 [episode, step] | 'timing' 1
+                  [plan seconds] | 'lambdas' n_aux | 'qpos' (H+1)*nq (the best sequence's
+                  predicted positions, from the planned state on)
 An unpacker checks the sizes and raises ProtocolError naming the topic.
 
 Other messages: REWARD (std_msgs/Float64, one per control step) and EPISODE_RETURN
 (std_msgs/Float64, when an episode ends) are monitoring values; POLICY_BUNDLE
-(std_msgs/String, transient local) carries the path of a bundle file.
+(std_msgs/String, transient local) carries the path of a bundle file. STATUS (std_msgs/String,
+transient local) is the trainer's JSON {"iteration", "iterations", "phase", "driver",
+"expert_return", "policy_return"} (pack_status / unpack_status), for viewers.
 
 Services: the sim's reset is std_srvs/Trigger; its reply's `message` is the JSON object
 {"episode": E, "seed": S} (pack_reset_reply / unpack_reset_reply). std_srvs is the only
@@ -43,12 +48,14 @@ REWARD = '/apex/reward'
 EPISODE_RETURN = '/apex/episode_return'
 POLICY_BUNDLE = '/apex/policy_bundle'
 DEMONSTRATIONS = '/apex/demonstrations'
+PLAN = '/apex/plan'          # the planner's best sequence, predicted (monitoring, throttled)
+STATUS = '/apex/status'      # the trainer's iteration, phase and driver (monitoring)
 CLOCK = '/clock'
 DEFAULT_CONTROLLER = 'effort_controller'
 
 # Node names in the graphs (apex_ros.ros.graph) and the graph client's defaults.
 SIM_NODE, PLANNER_NODE, EXECUTOR_NODE = 'sim', 'planner', 'policy_executor'
-RECORDER_NODE, TRAINER_NODE = 'recorder', 'trainer'
+RECORDER_NODE, TRAINER_NODE, VIZ_NODE = 'recorder', 'trainer', 'viz'
 
 # Private services (the node serves '~/name'; others call '/<node>/name', see service()).
 RESET = '~/reset'                    # sim: std_srvs/Trigger, reply see pack_reset_reply
@@ -77,6 +84,8 @@ FULL_STATE_QOS = {'reliability': 'reliable', 'depth': 2000}
 COMMAND_QOS = {'reliability': 'reliable', 'depth': 1}       # command publishers
 BUNDLE_QOS = {'reliability': 'reliable', 'depth': 1, 'durability': 'transient_local'}
 EVENT_QOS = {'reliability': 'reliable', 'depth': 100}       # rewards, returns, demonstrations
+MONITOR_QOS = {'reliability': 'best_effort', 'depth': 1}    # PLAN: the latest is all that counts
+STATUS_QOS = BUNDLE_QOS                                     # a late viewer gets the current one
 
 
 # --- layouts ------------------------------------------------------------------------------
@@ -200,3 +209,65 @@ def unpack_bundle_announcement(text: str, topic: str = POLICY_BUNDLE) -> str:
     if not text:
         raise ProtocolError(f'{topic}: empty bundle path')
     return text
+
+
+# --- the planner's predicted plan (Float64MultiArray, monitoring) ---------------------------
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    episode: int
+    step: int
+    plan_seconds: float     # wall time of the planning step
+    lambdas: np.ndarray     # (n_aux,) the auxiliary costs' weights lambda_j used
+    qpos: np.ndarray        # (H+1, nq) predicted positions along the best sequence
+
+
+def pack_plan(p: Plan) -> MultiArray:
+    return _pack((('header', (p.episode, p.step)), ('timing', (p.plan_seconds,)),
+                  ('lambdas', p.lambdas), ('qpos', p.qpos)))
+
+
+def unpack_plan(data, nq: int, n_lambdas: int, topic: str = PLAN) -> Plan:
+    """The horizon is whatever the size gives: (size - 3 - n_lambdas) / nq rows (>= 1)."""
+    data = np.asarray(data, dtype=np.float64)
+    rest = data.size - HEADER - 1 - n_lambdas
+    if rest < nq or rest % nq:
+        raise ProtocolError(f'{topic}: {data.size} values, expected {HEADER} header + 1 timing '
+                            f'+ {n_lambdas} lambdas + a multiple of nq={nq} qpos values')
+    parts = _split(data, topic, {'header': HEADER, 'timing': 1, 'lambdas': n_lambdas,
+                                 'qpos': rest})
+    episode, step = parts['header']
+    return Plan(int(episode), int(step), float(parts['timing'][0]), parts['lambdas'],
+                parts['qpos'].reshape(-1, nq))
+
+
+# --- the trainer's status (std_msgs/String, JSON) -------------------------------------------
+DRIVERS = ('none', 'planner', 'executor')   # who commands the simulation
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    iteration: int                   # the APEX iteration in progress (1-based; 0: none yet)
+    iterations: int                  # of the run
+    phase: str                       # expert | train_expert | dagger | train_dagger | final
+    driver: str                      # one of DRIVERS
+    expert_return: float | None = None   # the last finished iteration's figures
+    policy_return: float | None = None
+
+
+def pack_status(s: Status) -> str:
+    return json.dumps(dataclasses.asdict(s))
+
+
+def unpack_status(text: str, topic: str = STATUS) -> Status:
+    try:
+        fields = json.loads(text)
+        status = Status(int(fields['iteration']), int(fields['iterations']), str(fields['phase']),
+                        str(fields['driver']),
+                        *(None if fields.get(k) is None else float(fields[k])
+                          for k in ('expert_return', 'policy_return')))
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise ProtocolError(f'{topic}: {text!r} is not a status object {{"iteration", '
+                            '"iterations", "phase", "driver", ...}') from None
+    if status.driver not in DRIVERS:
+        raise ProtocolError(f'{topic}: driver {status.driver!r} not in {DRIVERS}')
+    return status

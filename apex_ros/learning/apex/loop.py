@@ -106,13 +106,16 @@ class ApexTrainer:
     from the checkpoint's, unless allow_config_change); shards: dataset files added to the
     dataset; source: where rollouts come from (default: sources.make_source, in-process or
     on Ray as workers.backend says); stop_requested: an Event that ends run() with
-    RunStopped after the current phase."""
+    RunStopped after the current phase; on_phase: called as on_phase(iteration (1-based),
+    phase, last metrics record or None) when a phase begins (for monitors, e.g. the trainer
+    node's status topic)."""
 
     def __init__(self, run_cfg, out_dir, resume: bool = False, shards=(), progress: bool = True,
                  log=print, *, source: RolloutSource | None = None,
                  allow_config_change: bool = False,
-                 stop_requested: threading.Event | None = None):
+                 stop_requested: threading.Event | None = None, on_phase=None):
         self.run_cfg = run_cfg
+        self.on_phase = on_phase
         self.out = Path(out_dir)
         self.log = log
         self.show_progress = progress
@@ -359,6 +362,9 @@ class ApexTrainer:
                 self._use_settings(IterationSettings.of(
                     self.run_cfg.at_iteration(self.iteration + 1)))
             work, after = self.STEPS[self.phase]
+            if self.on_phase is not None:
+                self.on_phase(self.iteration + 1, self.phase,
+                              self.metrics[-1] if self.metrics else None)
             t0 = time.perf_counter()
             work(self)
             self.record[f'{self.phase}_seconds'] = time.perf_counter() - t0

@@ -20,8 +20,9 @@ def float64_array(packed: MultiArray) -> Float64MultiArray:
     return msg
 
 
-def spin(node_factory, argv=None) -> int:
-    """Init rclpy, build the node, spin it on a SingleThreadedExecutor until shutdown.
+def spin(node_factory, argv=None, executor_factory=SingleThreadedExecutor) -> int:
+    """Init rclpy, build the node, spin it on a SingleThreadedExecutor (or what
+    executor_factory makes) until shutdown.
 
     A bad parameter or config (ApexError/ValueError at construction) is reported in one line
     and exits with status 2, so a launcher sees the node fail."""
@@ -29,7 +30,7 @@ def spin(node_factory, argv=None) -> int:
     node, status = None, 0
     try:
         node = node_factory()
-        executor = SingleThreadedExecutor()
+        executor = executor_factory()
         executor.add_node(node)
         finished = getattr(node, 'finished', None)  # a threading.Event ends the spin cleanly
         while rclpy.ok() and not (finished is not None and finished.is_set()):

@@ -22,12 +22,15 @@ PLANNER_NODE_SEED = 0   # planner_node's `seed` parameter in the sim_apex graph 
 
 class GraphRolloutSource(RolloutSource):
     """`node`: the rclpy node (spun by another thread) the graph client uses; `bundle_path`:
-    where the current student is written for the planner node and the executor to load."""
+    where the current student is written for the planner node and the executor to load;
+    `on_driver(driver)` (protocol.DRIVERS) is told whenever the node driving the simulation
+    changes."""
     executes_expert_noise = False     # the planner node commands the simulation itself
     follows_planner_settings = False  # the planner node holds its own settings
 
-    def __init__(self, node, bundle_path, timeout: float = 300.0):
+    def __init__(self, node, bundle_path, timeout: float = 300.0, on_driver=None):
         self.node, self.bundle_path, self.timeout = node, bundle_path, timeout
+        self.on_driver = on_driver or (lambda driver: None)
         self.graph = None
 
     def open(self, task, run_cfg):
@@ -57,22 +60,26 @@ class GraphRolloutSource(RolloutSource):
             raise ApexError('expert action noise: the planner node executes its own actions')
         self.graph.executor_stop()
         self.graph.set_planner_active(True)
+        self.on_driver('planner')
         try:
             states, _, demos, _ = self.graph.run_episode(demos=True)
         finally:
             self.graph.set_planner_active(False)
+            self.on_driver('none')
         actions = np.array([demos[t][1] for t in range(len(states) - 1)])
         return self._episode(states, actions)
 
     def policy_rollout(self, seed):
         self.graph.set_planner_active(False)
         self.graph.executor_drive(str(self.bundle_path))
+        self.on_driver('executor')
         self.graph.set_recording(True)
         try:
             states, warmstarts, _, _ = self.graph.run_episode()
         finally:
             self.graph.set_recording(False)
             self.graph.executor_stop()
+            self.on_driver('none')
         actions = np.clip(self.policy(self.task.observe(states[:-1])),
                           self.task.action_low, self.task.action_high)
         return self._episode(states, actions), list(warmstarts[:-1])

@@ -6,12 +6,17 @@ its defaults). When active (~/set_active, std_srvs/SetBool) it publishes a comma
 new state; it always publishes its (observation, action) demonstrations when it plans.
 The policy that guides it (warm start, policy samples, guidance cost) is the bundle named
 by the `policy` parameter, settable at runtime (validated before use), or announced on
-/apex/policy_bundle. Relabeling (DAgger) is not a service of this node: the trainer runs its
-own planner of the same config and seed in-process, which gives the same labels.
+/apex/policy_bundle. For viewers it publishes, at most `plan_rate` times a second and only
+while someone subscribes, its best sequence's predicted positions, planning time and lambda_j
+on /apex/plan (one extra batch-1 rollout, after the command is out). Relabeling (DAgger) is
+not a service of this node: the trainer runs its own planner of the same config and seed
+in-process, which gives the same labels.
 """
 import os
 import sys
+import time
 
+import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
@@ -44,6 +49,9 @@ class PlannerNode(Node):
         source = p('state_source', 'full_state').value
         self.guided = p('guided', True).value
         apex_expert = p('apex_expert', False).value
+        plan_rate = p('plan_rate', 5.0).value
+        self.plan_period = 1.0 / plan_rate if plan_rate > 0 else None
+        self.plan_published = -float('inf')   # monotonic time of the last PLAN message
         p('policy', '')
         self.policy_source = None
         if source not in ('full_state', 'joint_states'):
@@ -67,6 +75,7 @@ class PlannerNode(Node):
             Float64MultiArray, protocol.command_topic(controller), qos.COMMAND)
         self.pub_demo = self.create_publisher(Float64MultiArray, protocol.DEMONSTRATIONS,
                                               qos.EVENT)
+        self.pub_plan = self.create_publisher(Float64MultiArray, protocol.PLAN, qos.MONITOR)
         if source == 'full_state':
             self.create_subscription(Float64MultiArray, protocol.FULL_STATE, self.on_full_state,
                                      qos.STATE)
@@ -148,6 +157,21 @@ class PlannerNode(Node):
         obs = self.task.observe(state[None])[0]
         self.pub_demo.publish(float64_array(protocol.pack_demonstration(
             protocol.Demonstration(episode, step, obs, result.action))))
+        self.publish_plan(episode, step, state, warmstart, result)
+
+    def publish_plan(self, episode, step, state, warmstart, result):
+        """The best sequence's predicted positions on PLAN, throttled to plan_rate and only
+        with a subscriber: one batch-1 rollout, after the command went out."""
+        now = time.monotonic()
+        if (self.plan_period is None or now - self.plan_published < self.plan_period
+                or self.pub_plan.get_subscription_count() == 0):
+            return
+        self.plan_published = now
+        states, _ = self.planner.rollouts.run(state, result.sequence[None], warmstart)
+        qpos = self.task.qpos(states[0])
+        self.pub_plan.publish(float64_array(protocol.pack_plan(protocol.Plan(
+            episode, step, result.info['plan_seconds'], np.asarray(result.info['lambdas']),
+            qpos))))
 
 
 def main(argv=None):

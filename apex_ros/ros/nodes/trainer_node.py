@@ -6,20 +6,24 @@ GraphRolloutSource (graph_source.py): it resets the simulation and lets the plan
 the planner node's expert in-process; every new student is written atomically, handed to the
 planner (parameter `policy`) and announced on /apex/policy_bundle. At the end the executor
 drives the simulation with the final bundle and the node prints expert vs policy return,
-then exits (which ends the launch). Stopped (SIGINT/SIGTERM), it lets the write in progress
+then exits (which ends the launch). Its iteration, phase and which node drives the simulation
+are published on /apex/status for viewers. Stopped (SIGINT/SIGTERM), it lets the write in progress
 finish and starts no other, so the run directory holds only complete files.
 """
+import dataclasses
 import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 from rclpy.node import Node
+from std_msgs.msg import String
 
 from ...config.layers import split_sets
 from ...config.run import load_run_config
 from ...files import block_writes
 from ...learning.apex.loop import ApexTrainer, RunStopped
+from .. import protocol, qos
 from .common import spin
 from .graph_source import GraphRolloutSource
 
@@ -42,21 +46,39 @@ class TrainerNode(Node):
         self.run_cfg = load_run_config(task, None if config in ('', 'default') else config,
                                        overrides, sets=split_sets(p('set', '').value))
         self.status = None
+        self.pub_status = self.create_publisher(String, protocol.STATUS, qos.STATUS)
+        self.progress = protocol.Status(0, self.run_cfg.apex.iterations, 'expert', 'none')
+        self.status_lock = threading.Lock()
         self.finished = threading.Event()   # spin() returns once it is set
         self.stop_requested = threading.Event()
         self.worker = threading.Thread(target=self.work, daemon=True)
         self.worker.start()
 
+    def publish_status(self, **changes):
+        """Publish the status with `changes` (Status fields) applied; any thread."""
+        with self.status_lock:
+            self.progress = dataclasses.replace(self.progress, **changes)
+            self.pub_status.publish(String(data=protocol.pack_status(self.progress)))
+
+    def on_phase(self, iteration, phase, last):
+        returns = {} if last is None else {'expert_return': last['expert_return'],
+                                           'policy_return': last['policy_return']}
+        self.publish_status(iteration=iteration, phase=phase, **returns)
+
     def work(self):
         trainer = None
         try:
             source = GraphRolloutSource(self, self.out_dir / 'current_policy.onnx',
-                                        timeout=self.timeout)
+                                        timeout=self.timeout,
+                                        on_driver=lambda d: self.publish_status(driver=d))
             trainer = ApexTrainer(self.run_cfg, self.out_dir, resume=self.resume,
                                   log=lambda msg: print(msg, flush=True), source=source,
                                   allow_config_change=self.allow_config_change,
-                                  stop_requested=self.stop_requested)
+                                  stop_requested=self.stop_requested,
+                                  on_phase=self.on_phase)
             summary = trainer.run()
+            self.publish_status(phase='final', expert_return=summary['final_expert_return'],
+                                policy_return=summary['final_policy_return'])
             returns = []
             for _ in range(self.final_episodes):
                 ep, _ = source.policy_rollout(0)
