@@ -83,7 +83,11 @@ STATE_PUB_QOS = {'reliability': 'reliable', 'depth': 10}    # state publishers (
 FULL_STATE_QOS = {'reliability': 'reliable', 'depth': 2000}
 COMMAND_QOS = {'reliability': 'reliable', 'depth': 1}       # command publishers
 BUNDLE_QOS = {'reliability': 'reliable', 'depth': 1, 'durability': 'transient_local'}
-EVENT_QOS = {'reliability': 'reliable', 'depth': 100}       # rewards, returns, demonstrations
+EVENT_QOS = {'reliability': 'reliable', 'depth': 100}       # rewards, returns
+# Demonstrations are training labels, published from an episode's first step on: a reader the
+# planner's writer has not matched yet (discovery takes up to seconds under load) would miss
+# them. Transient local: a late match still receives the history (readers filter episodes).
+DEMONSTRATIONS_QOS = {**FULL_STATE_QOS, 'durability': 'transient_local'}
 MONITOR_QOS = {'reliability': 'best_effort', 'depth': 1}    # PLAN: the latest is all that counts
 STATUS_QOS = BUNDLE_QOS                                     # a late viewer gets the current one
 

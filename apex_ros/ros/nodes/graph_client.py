@@ -91,7 +91,7 @@ class GraphClient:
         self.sub_state = sub(Float64MultiArray, protocol.FULL_STATE, self.recorder.on_state,
                              qos.FULL_STATE)
         self.sub_demo = sub(Float64MultiArray, protocol.DEMONSTRATIONS, self.recorder.on_demo,
-                            qos.EVENT)
+                            qos.DEMONSTRATIONS)
         sub(Float64, protocol.EPISODE_RETURN, self.recorder.on_return, qos.EVENT)
         self.pub_bundle = node.create_publisher(String, protocol.POLICY_BUNDLE, qos.BUNDLE)
 
@@ -181,15 +181,17 @@ class GraphClient:
             res.message, self.reset_client.srv_name).episode
         deadline = time.monotonic() + self.timeout
         while True:
-            if rec.done.wait(0.05):
-                with rec.lock:
-                    complete = (len(rec.states) >= steps + 1
-                                and (not demos or len(rec.demos) >= steps))
-                if complete:
-                    break
+            rec.done.wait(0.05)   # the episode's return wakes us early; the data decides
+            with rec.lock:
+                complete = (len(rec.states) >= steps + 1
+                            and (not demos or len(rec.demos) >= steps))
+            if complete:
+                break
             if time.monotonic() > deadline:
                 raise GraphError(f'episode {self.last_episode} did not finish within '
-                                 f'{self.timeout} s ({len(rec.states)} states received)')
+                                 f'{self.timeout} s ({len(rec.states)} of {steps + 1} states'
+                                 + (f', {len(rec.demos)} of {steps} demonstrations'
+                                    if demos else '') + ' received)')
         with rec.lock:
             ordered = [rec.states[t] for t in range(steps + 1)]
             demo_steps, ret = dict(rec.demos), rec.ret

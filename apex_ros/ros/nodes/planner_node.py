@@ -74,7 +74,7 @@ class PlannerNode(Node):
         self.pub_command = self.create_publisher(
             Float64MultiArray, protocol.command_topic(controller), qos.COMMAND)
         self.pub_demo = self.create_publisher(Float64MultiArray, protocol.DEMONSTRATIONS,
-                                              qos.EVENT)
+                                              qos.DEMONSTRATIONS)
         self.pub_plan = self.create_publisher(Float64MultiArray, protocol.PLAN, qos.MONITOR)
         if source == 'full_state':
             self.create_subscription(Float64MultiArray, protocol.FULL_STATE, self.on_full_state,
