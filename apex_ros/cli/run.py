@@ -188,7 +188,8 @@ def add_parsers(sub):
     add_config_args(p)
     p.add_argument('--out', required=True, help='run directory (bundles, metrics, plot, '
                    'checkpoint)')
-    p.add_argument('--resume', action='store_true', help='continue the run in --out')
+    p.add_argument('--resume', action='store_true', help='continue the run in --out '
+                   '(starts it if --out holds none: one command for start and restart)')
     p.add_argument('--allow-config-change', action='store_true', help='with --resume: continue '
                    'even if the config differs from the one the run was started with')
     p.add_argument('--iterations', type=positive_int,

@@ -136,10 +136,11 @@ class ApexTrainer:
         self.dataset = Dataset(self.apex.window)
         self.iteration, self.phase, self.record, self.metrics = 0, PHASES[0], {}, []
         ckpt = self.out / CHECKPOINT
-        if resume:
-            if not ckpt.exists():
-                raise ApexError(f'--resume: no {CHECKPOINT} in {self.out}')
+        if resume and ckpt.exists():
             self._resume(ckpt, allow_config_change)
+        elif resume:
+            # the same command starts a run and continues it after an interruption
+            self.log(f'{self.out}: no {CHECKPOINT} yet; starting the run')
         elif ckpt.exists():
             raise ApexError(f'{self.out} already holds a run ({CHECKPOINT}); pass --resume to '
                             'continue it or choose another --out')
