@@ -20,7 +20,7 @@ SMALL = {'horizon': 12, 'budget': 24, 'initial_budget': 60, 'iterations': 2, 'el
 
 
 def start_inputs(task, seed=0, random_steps=0):
-    """(state, warmstart, mocap) after `random_steps` random actions from a seeded reset."""
+    """(state, warmstart) after `random_steps` random actions from a seeded reset."""
     sim = Simulation(task)
     sim.reset(seed)
     rng = np.random.default_rng(seed)
@@ -38,7 +38,7 @@ def finite_difference_gradient(task, rollouts, inputs, actions, h, terminal=None
         t, j = divmod(k, nu)
         batch[2 * k, t, j] += h
         batch[2 * k + 1, t, j] -= h
-    states, ok = rollouts.run(inputs[0], batch, inputs[1], inputs[2])
+    states, ok = rollouts.run(inputs[0], batch, inputs[1])
     assert ok.all()
     returns = -main_cost(task, states, batch)
     if terminal is not None:
@@ -65,12 +65,12 @@ def test_adjoint_gradient_matches_finite_differences_on_cartpole(
     rng = np.random.default_rng(seed)
     actions = rng.uniform(-0.8, 0.8, (10, cartpole.nu))   # inside the bounds: no clamping
     data = mujoco.MjData(cartpole.model)
-    ret, grad = return_gradient(cartpole, data, inputs[0], actions, inputs[1], inputs[2],
+    ret, grad = return_gradient(cartpole, data, inputs[0], actions, inputs[1],
                                 eps=1e-6, centered=centered)
     rollouts = closing(OpenLoopRollouts(cartpole))
     reference = finite_difference_gradient(cartpole, rollouts, inputs, actions, h=1e-5)
     assert relative_error(grad, reference) < 1e-4
-    states, _ = rollouts.run(inputs[0], actions[None], inputs[1], inputs[2])
+    states, _ = rollouts.run(inputs[0], actions[None], inputs[1])
     assert ret == -main_cost(cartpole, states, actions[None])[0]   # same trajectory, bitwise
 
 
@@ -80,7 +80,7 @@ def test_adjoint_gradient_with_contacts_and_a_reward_on_both_states(halfcheetah,
     inputs = start_inputs(halfcheetah, 1, random_steps=20)
     actions = np.random.default_rng(1).uniform(-0.8, 0.8, (5, halfcheetah.nu))
     data = mujoco.MjData(halfcheetah.model)
-    _, grad = return_gradient(halfcheetah, data, inputs[0], actions, inputs[1], inputs[2],
+    _, grad = return_gradient(halfcheetah, data, inputs[0], actions, inputs[1],
                               eps=1e-6, centered=True)
     rollouts = closing(OpenLoopRollouts(halfcheetah))
     reference = finite_difference_gradient(halfcheetah, rollouts, inputs, actions, h=1e-6)
@@ -95,7 +95,7 @@ def test_adjoint_gradient_with_a_free_joint_and_rk4(humanoid, closing):
     actions = np.random.default_rng(0).uniform(0.8 * humanoid.action_low,
                                                0.8 * humanoid.action_high, (2, humanoid.nu))
     data = mujoco.MjData(humanoid.model)
-    _, grad = return_gradient(humanoid, data, inputs[0], actions, inputs[1], inputs[2],
+    _, grad = return_gradient(humanoid, data, inputs[0], actions, inputs[1],
                               eps=1e-7, centered=True)
     rollouts = closing(OpenLoopRollouts(humanoid))
     reference = finite_difference_gradient(humanoid, rollouts, inputs, actions, h=1e-6)
@@ -116,15 +116,15 @@ def test_adjoint_gradient_includes_a_terminal_value(cartpole, closing):
     inputs = start_inputs(cartpole, 0)
     actions = np.random.default_rng(0).uniform(-0.8, 0.8, (10, cartpole.nu))
     data = mujoco.MjData(cartpole.model)
-    ret, grad = return_gradient(cartpole, data, inputs[0], actions, inputs[1], inputs[2],
+    ret, grad = return_gradient(cartpole, data, inputs[0], actions, inputs[1],
                                 eps=1e-6, centered=True, terminal=terminal, terminal_eps=1e-6)
-    _, without = return_gradient(cartpole, data, inputs[0], actions, inputs[1], inputs[2],
+    _, without = return_gradient(cartpole, data, inputs[0], actions, inputs[1],
                                  eps=1e-6, centered=True)
     rollouts = closing(OpenLoopRollouts(cartpole))
     reference = finite_difference_gradient(cartpole, rollouts, inputs, actions, 1e-5, terminal)
     assert relative_error(grad, reference) < 1e-4
     assert relative_error(without, reference) > 1e-2
-    states, _ = rollouts.run(inputs[0], actions[None], inputs[1], inputs[2])
+    states, _ = rollouts.run(inputs[0], actions[None], inputs[1])
     expected = -main_cost(cartpole, states, actions[None])[0] + terminal(states)[0]
     assert ret == pytest.approx(expected, rel=1e-12)
 
@@ -230,7 +230,7 @@ def test_main_cost_is_the_simulated_return_of_the_sequence(cartpole, closing):
     planner = closing(make_planner(cartpole, 'cem_gd', SMALL, seed=0))
     inputs = start_inputs(cartpole)
     result = planner.plan(*inputs)
-    states, _ = planner.rollouts.run(inputs[0], result.sequence[None], inputs[1], inputs[2])
+    states, _ = planner.rollouts.run(inputs[0], result.sequence[None], inputs[1])
     assert result.main_cost == main_cost(cartpole, states, result.sequence[None])[0]
     assert result.cost == result.main_cost     # no policy, no action-norm cost
 
@@ -254,12 +254,12 @@ def test_policy_warm_start_and_sample(cartpole, closing, linear_policy):
     policy = linear_policy(cartpole.obs_dim, cartpole.nu, seed=3, scale=0.3)
     settings = {**SMALL, 'sigma': 0.0, 'grad_updates': 0}
     planner = closing(make_planner(cartpole, 'cem_gd', settings, policy=policy, seed=0))
-    state, warmstart, mocap = start_inputs(cartpole)
-    result = planner.plan(state, warmstart, mocap)
+    state, warmstart = start_inputs(cartpole)
+    result = planner.plan(state, warmstart)
     expected = np.clip(policy(cartpole.observe(state[None])), -1, 1)[0]
     assert np.allclose(result.action, expected)
     guided = closing(make_planner(cartpole, 'cem_gd', SMALL, policy=policy, seed=0))
-    lambdas = guided.plan(state, warmstart, mocap).info['lambdas']
+    lambdas = guided.plan(state, warmstart).info['lambdas']
     assert lambdas.shape == (2,) and lambdas[0] > 0 and lambdas[1] == 0
 
 

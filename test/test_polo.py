@@ -79,8 +79,8 @@ class FailingRollouts(OpenLoopRollouts):
         super().__init__(task)
         self.fail_all = fail_all
 
-    def run(self, state0, actions, warmstart=None, mocap=None):
-        states, ok = super().run(state0, actions, warmstart, mocap)
+    def run(self, state0, actions, warmstart=None):
+        states, ok = super().run(state0, actions, warmstart)
         ok = ok.copy()
         if self.fail_all:
             ok[:] = False

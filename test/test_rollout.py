@@ -3,12 +3,14 @@ import mujoco
 import numpy as np
 import pytest
 
+from apex_ros.errors import ApexError
 from apex_ros.planners import make_planner
 from apex_ros.planners.base import Start
 from apex_ros.sim.episodes import policy_actor, run_episode
 from apex_ros.sim.rollout import OpenLoopRollouts, closed_loop_rollout, rollout_ok
 from apex_ros.sim.simulation import Simulation
 from apex_ros.sim.state import get_state, set_state
+from apex_ros.tasks import Task
 
 
 def advanced_sim(task, seed, steps=4):
@@ -21,15 +23,13 @@ def advanced_sim(task, seed, steps=4):
     return sim
 
 
-def mj_step_loop(task, state0, warmstart, actions, mocap=None):
+def mj_step_loop(task, state0, warmstart, actions):
     """Reference: one MjData, ctrl held for frame_skip mj_step substeps per action."""
     m = task.model
     d = mujoco.MjData(m)
     set_state(m, d, state0)
     if warmstart is not None:
         d.qacc_warmstart[:] = warmstart
-    if mocap is not None:
-        d.mocap_pos[:], d.mocap_quat[:] = mocap
     states = [get_state(m, d)]
     for a in actions:
         d.ctrl[:] = a
@@ -46,12 +46,12 @@ def mj_step_loop(task, state0, warmstart, actions, mocap=None):
 def test_open_loop_matches_mj_step_bitwise(tasks, closing, name, threads):
     task = tasks[name]
     sim = advanced_sim(task, seed=7)
-    state0, warmstart, mocap = sim.plan_inputs()
+    state0, warmstart = sim.plan_inputs()
     rng = np.random.default_rng(11)
     batch, horizon = 5, 6
     actions = rng.uniform(task.action_low, task.action_high, (batch, horizon, task.nu))
     rollouts = closing(OpenLoopRollouts(task, threads=threads))
-    states, ok = rollouts.run(state0, actions, warmstart, mocap)
+    states, ok = rollouts.run(state0, actions, warmstart)
     assert states.shape == (batch, horizon + 1, task.layout.size)
     assert ok.dtype == bool and ok.all()
     for b in range(batch):
@@ -65,7 +65,7 @@ def test_open_loop_matches_mj_step_bitwise(tasks, closing, name, threads):
 def test_open_loop_matches_simulation_step(cartpole, closing):
     """The planner's model of the future is exactly what the Simulation then does."""
     sim = advanced_sim(cartpole, seed=3)
-    state0, warmstart, _ = sim.plan_inputs()
+    state0, warmstart = sim.plan_inputs()
     actions = np.random.default_rng(0).uniform(-1, 1, (1, 8, 1))
     states, _ = closing(OpenLoopRollouts(cartpole)).run(state0, actions, warmstart)
     for t in range(8):
@@ -77,7 +77,7 @@ def test_warmstart_matters_for_bitwise_match(humanoid, closing):
     """Sensitivity check for the test above: on the humanoid (contacts), leaving out the
     start data's qacc_warmstart changes the rollout, so passing it is really needed."""
     sim = advanced_sim(humanoid, seed=7)
-    state0, warmstart, _ = sim.plan_inputs()
+    state0, warmstart = sim.plan_inputs()
     actions = np.random.default_rng(11).uniform(humanoid.action_low, humanoid.action_high,
                                                 (2, 6, humanoid.nu))
     rollouts = closing(OpenLoopRollouts(humanoid))
@@ -159,7 +159,7 @@ def test_icem_gives_diverging_samples_infinite_cost(model_task, closing):
     actions = np.zeros((4, 4, 1))
     actions[1, 1] = 1e9
     actions[3, 3] = -1e9
-    cand = planner.evaluate(Start(state0, None, None), actions)
+    cand = planner.evaluate(Start(state0, None), actions)
     assert np.isinf(cand.J[[1, 3]]).all() and (cand.J[[1, 3]] > 0).all()
     assert np.isfinite(cand.J[[0, 2]]).all()
     # failed rows carry no auxiliary cost that could make them look good or bad
@@ -208,13 +208,15 @@ def test_single_substep_divergence_from_time_zero_is_flagged(model_task, closing
     np.testing.assert_array_equal(ok, [True, False])
 
 
-# --- (c) mocap bodies are held at the start data's pose ---------------------------------------
+# --- (c) extra state: targets integrated from actions, model parameters, goals ------------------
 
 MOCAP_XML = """
 <mujoco>
   <option timestep="0.01"/>
   <worldbody>
     <body name="target" mocap="true" pos="0.5 0 0"/>
+    <body name="wall" pos="2 0 0"><geom type="box" size="0.1 0.1 0.1" contype="0"
+      conaffinity="0"/></body>
     <body name="ball">
       <joint name="x" type="slide" axis="1 0 0" damping="0.5"/>
       <geom type="sphere" size="0.1" mass="1" contype="0" conaffinity="0"/>
@@ -230,58 +232,113 @@ MOCAP_XML = """
 """
 
 
-def mocap_sim(task):
-    """A Simulation whose mocap target was moved away from the model default."""
+def _target_actuate(self, states0, actions):
+    """Action [push, dx]: push is the motor's control, dx moves the mocap target (integrated
+    from the start state's target), the goal and the wall stay."""
+    lay = self.layout
+    # summed from the start value one step at a time, as stepping the Simulation adds them
+    steps = np.concatenate([states0[:, None, lay.extra['target']], 0.1 * actions[..., 1:2]], 1)
+    target = np.cumsum(steps, axis=1)[:, 1:]
+    extra = np.broadcast_to(states0[:, None, lay.physics:],
+                            actions.shape[:2] + (lay.extra_size,)).copy()
+    extra[..., lay.extra['target'].start - lay.physics] = target[..., 0]
+    mocap = np.zeros(actions.shape[:2] + (1, 3))
+    mocap[..., 0] = target
+    return actions[..., :1], mocap, extra
+
+
+def _target_reset(self, data, rng):
+    mujoco.mj_resetData(self.model, data)
+    return np.array([rng.uniform(-0.5, 0.5), rng.uniform(1.0, 3.0), rng.uniform(-1, 1)])
+
+
+def _wall_prepare(self, model, state):
+    model.body_pos[model.body('wall').id, 0] = state[self.layout.extra['wall']][0]
+
+
+def _goal_reward(self, states, actions):
+    return -(states[:, 1:, 1] - states[:, 1:, self.layout.extra['goal'].start]) ** 2
+
+
+@pytest.fixture
+def target_task(model_task):
+    """A task with three extra blocks: a mocap target driven by the action, a per-episode
+    model parameter (the wall's x position in model.body_pos) and a goal."""
+    return model_task(MOCAP_XML, frame_skip=3, reward=_goal_reward,
+                      extra_state={'target': 1, 'wall': 1, 'goal': 1},
+                      actuate=_target_actuate, reset=_target_reset, prepare=_wall_prepare,
+                      action_bounds=lambda self: (np.array([-1.0, -1.0]), np.array([1.0, 1.0])),
+                      obs_terms=lambda self: ('qpos:x', 'qvel:x', 'extra:goal', 'extra:target'))
+
+
+def test_extra_state_layout_and_observation(target_task):
+    task = target_task
+    lay = task.layout
+    assert lay.size == lay.physics + 3 and task.nu == 2 and task.model.nu == 1
+    assert list(lay.extra) == ['target', 'wall', 'goal']
     sim = Simulation(task)
-    sim.reset(0)
-    sim.data.mocap_pos[0] = [-0.8, 0.0, 0.0]
-    rng = np.random.default_rng(0)
-    for _ in range(2):
-        sim.step(rng.uniform(-1, 1, 1))
-    return sim
+    state = sim.reset(4)
+    extra = state[lay.physics:]
+    assert -0.5 <= extra[0] <= 0.5 and 1.0 <= extra[1] <= 3.0
+    assert sim.model.body_pos[sim.model.body('wall').id, 0] == extra[1]
+    assert task.model.body_pos[task.model.body('wall').id, 0] == 2.0   # the task's stays
+    obs = task.observe(state[None])[0]
+    np.testing.assert_allclose(obs, np.float32([state[1], state[2], extra[2], extra[0]]))
+    with pytest.raises(ApexError, match=r'task tiny: plan start state: a state has 6 columns, '
+                       r'got 4 columns; layout: 6 = \[time, qpos 1, qvel 1, act 0\] \+ '
+                       r'target 1 \+ wall 1 \+ goal 1'):
+        closing_free_planner(task).plan(state[:4])
+
+
+def closing_free_planner(task):
+    return make_planner(task, 'random_shooting', {'budget': 12, 'horizon': 3})
 
 
 @pytest.mark.parametrize('threads', [1, 2])
-def test_mocap_held_at_start_pose(model_task, closing, threads):
-    task = model_task(MOCAP_XML, frame_skip=3)
-    assert task.model.nmocap == 1
-    sim = mocap_sim(task)
-    state0, warmstart, mocap = sim.plan_inputs()
-    actions = np.random.default_rng(1).uniform(-1, 1, (3, 6, 1))
+def test_extra_state_rollout_matches_simulation(target_task, closing, threads):
+    """set -> rollout gives bitwise what stepping the Simulation gives, extra state and the
+    model parameter included; the target moves the ball (the extra state is not decoration)."""
+    task = target_task
+    sim = Simulation(task)
+    sim.reset(3)
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        sim.step(rng.uniform(-1, 1, 2))
+    state0, warmstart = sim.plan_inputs()
+    actions = rng.uniform(-1, 1, (3, 6, 2))
     rollouts = closing(OpenLoopRollouts(task, threads=threads))
-    states, ok = rollouts.run(state0, actions, warmstart, mocap)
-    assert ok.all()
+    states, ok = rollouts.run(state0, actions, warmstart)
+    assert ok.all() and states.shape == (3, 7, task.layout.size)
     for b in range(3):
-        assert np.array_equal(states[b], mj_step_loop(task, state0, warmstart, actions[b], mocap))
-    # ... which is not what the model-default target pose would give (the weld pulls the
-    # ball towards the target, so the mocap pose matters)
-    default = (np.array([[0.5, 0.0, 0.0]]), np.array([[1.0, 0.0, 0.0, 0.0]]))
-    states_default, _ = rollouts.run(state0, actions, warmstart, default)
-    assert not np.allclose(states_default[:, 1:, 1], states[:, 1:, 1])
-    assert np.all(states[:, -1, 1] < states_default[:, -1, 1])   # pulled towards x=-0.8
+        replay = Simulation(task)
+        replay.reset(state=state0, warmstart=warmstart)
+        for t in range(6):
+            assert np.array_equal(replay.advance(actions[b, t]), states[b, t + 1]), (b, t)
+    np.testing.assert_allclose(states[:, 1:, task.layout.extra['target']][..., 0],
+                               state0[task.layout.physics] + np.cumsum(0.1 * actions[..., 1], 1))
+    still = actions.copy()
+    still[..., 1] = 0
+    states_still, _ = rollouts.run(state0, still, warmstart)
+    assert not np.allclose(states_still[:, -1, 1], states[:, -1, 1])
 
 
-def test_simulation_step_matches_mocap_rollout(model_task, closing):
-    task = model_task(MOCAP_XML, frame_skip=3)
-    sim = mocap_sim(task)
-    actions = np.random.default_rng(2).uniform(-1, 1, (1, 5, 1))
-    state0, warmstart, mocap = sim.plan_inputs()
-    states, _ = closing(OpenLoopRollouts(task)).run(state0, actions, warmstart, mocap)
-    for t in range(5):
-        _, after = sim.step(actions[0, t])
-        assert np.array_equal(after, states[0, t + 1])
+def _target_moved(self):
+    model = Task.build_model(self)
+    model.body_pos[model.body('target').id] = [-0.8, 0.0, 0.0]   # the weld's pose stays
+    return model
 
 
-def test_mocap_none_uses_model_default_pose(model_task, closing):
-    task = model_task(MOCAP_XML, frame_skip=3)
+def test_untouched_mocap_stays_at_model_pose(model_task, closing):
+    """A mocap body no task drives stays where the model puts it (moved to x = -0.8 after
+    compiling): the ball is pulled towards it in the rollout and the simulation alike."""
+    task = model_task(MOCAP_XML, frame_skip=3, build_model=_target_moved)
     sim = Simulation(task)
     state0 = sim.reset(0)
-    actions = np.random.default_rng(1).uniform(-1, 1, (2, 4, 1))
-    rollouts = closing(OpenLoopRollouts(task))
-    default = (np.array([[0.5, 0.0, 0.0]]), np.array([[1.0, 0.0, 0.0, 0.0]]))
-    expected, _ = rollouts.run(state0, actions, None, default)
-    states, _ = rollouts.run(state0, actions, None, None)
-    assert np.array_equal(states, expected)
+    actions = np.zeros((1, 20, 1))
+    states, _ = closing(OpenLoopRollouts(task)).run(state0, actions)
+    assert states[0, -1, 1] < -0.05
+    for t in range(20):
+        assert np.array_equal(sim.advance(actions[0, t]), states[0, t + 1])
 
 
 # --- (d) closed-loop rollouts -----------------------------------------------------------------

@@ -124,7 +124,7 @@ class JointStateEpisodes:
         self.gap_ns = int(episode_gap * 1e9)
         self.dt_ns = int(round(task.dt * 1e9))
         self.ignore = set(ignore_joints)
-        joints = JointStates(task.model)
+        joints = JointStates.of(task)
         self.columns, self.default = joints.columns, joints.default_state
         self.extra = dict(getattr(task, 'bag_state_topics', None) or {})
         self.notes = []

@@ -3,10 +3,13 @@
 Light on purpose (numpy only): the policy executor uses it on the robot, the simulation
 (apex_ros.sim.observation) parses the same terms with the same function.
 
-A term is KIND:JOINT or KIND:JOINT[i]:
-  qpos, qvel   the joint's position / velocity
+A term is KIND:NAME or KIND:NAME[i]:
+  qpos, qvel   the joint NAME's position / velocity
   cos, sin     cos / sin of the joint's position
+  extra        the task's extra-state block NAME (a goal, the door's position: state beyond
+               the joints; apex_ros.sim.state)
   [i]          coordinate i of a multi-coordinate joint (free: 7 qpos, 6 qvel; ball: 4, 3)
+               or of an extra block
 """
 import dataclasses
 import re
@@ -15,15 +18,15 @@ import numpy as np
 
 from ..errors import ApexError
 
-KINDS = ('qpos', 'qvel', 'cos', 'sin')
+KINDS = ('qpos', 'qvel', 'cos', 'sin', 'extra')
 _TERM = re.compile(r'^([^:]*):([A-Za-z0-9_./-]+)(?:\[(\d+)\])?$')
 
 
 @dataclasses.dataclass(frozen=True)
 class ObsTerm:
     kind: str                # one of KINDS
-    joint: str               # joint name
-    index: int | None = None  # coordinate of a multi-coordinate joint; None: the joint's only one
+    joint: str               # joint name (for kind 'extra': the extra-state block's name)
+    index: int | None = None  # coordinate of a multi-coordinate joint or block; None: the only one
 
 def parse_term(term: str) -> ObsTerm:
     """'cos:hinge' -> ObsTerm('cos', 'hinge', None); 'qvel:root[2]' -> ObsTerm('qvel', 'root', 2).
@@ -32,7 +35,7 @@ def parse_term(term: str) -> ObsTerm:
     if m is None or m.group(1) not in KINDS:
         what = (f'unknown kind {m.group(1)!r}; ' if m is not None else '')
         raise ApexError(f'observation term {term!r}: {what}expected '
-                        f'{"|".join(KINDS)}:JOINT, optionally JOINT[i]')
+                        f'{"|".join(KINDS)}:NAME, optionally NAME[i]')
     index = m.group(3)
     return ObsTerm(m.group(1), m.group(2), None if index is None else int(index))
 
@@ -46,6 +49,9 @@ class JointObservation:
         self._kinds, self._joints = [], []
         for term in self.terms:
             parsed = parse_term(term)
+            if parsed.kind == 'extra':
+                raise ApexError(f'observation term {term!r} reads the task\'s extra state; '
+                                '/joint_states cannot provide it')
             if parsed.index is not None:
                 raise ApexError(f'observation term {term!r} reads one coordinate of a '
                                 'multi-coordinate joint; /joint_states cannot provide it')

@@ -104,7 +104,7 @@ def run_polo(task, planner_settings, value_cfg: ValueConfig, steps: int, seed: i
 
     def act(sim):
         state = sim.state()
-        result = planner.plan(state, sim.warmstart(), sim.mocap())
+        result = planner.plan(state, sim.warmstart())
         buffer.add_plan(task, state, result, value_cfg.target_steps, value_cfg.discount)
         return result.action, result
 

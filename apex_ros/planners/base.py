@@ -89,10 +89,9 @@ class PlanResult:
 
 @dataclasses.dataclass
 class Start:
-    """Where a plan starts: state (nstate,), qacc_warmstart (nv,) or None, mocap or None."""
+    """Where a plan starts: the task's state (nstate,), qacc_warmstart (nv,) or None."""
     state: np.ndarray
     warmstart: np.ndarray | None
-    mocap: tuple | None
 
 
 @dataclasses.dataclass
@@ -171,15 +170,16 @@ class Planner:
         self.nominal_end = None   # predicted state at the nominal's horizon end, if recorded
 
     # -- the loop -------------------------------------------------------------------------
-    def plan(self, state, warmstart=None, mocap=None) -> PlanResult:
+    def plan(self, state, warmstart=None) -> PlanResult:
         sim_before = self.rollouts.sim_seconds
         t_start = time.perf_counter()
-        start = Start(state, warmstart, mocap)
+        state = self.task.check_states(np.asarray(state, dtype=np.float64), 'plan start state')
+        start = Start(state, warmstart)
         first_step = self.mean is None
         policy_sequence = None
         if self.policy_samples or (self.warm_start and first_step):
             policy_sequence = closed_loop_rollout(self.task, self.policy, state,
-                                                  self.cfg.horizon, warmstart, mocap)[1][0]
+                                                  self.cfg.horizon, warmstart)[1][0]
         search = self.begin(self._nominal(policy_sequence), policy_sequence, first_step)
         for i, n_i in enumerate(self.populations(search)):
             samples = self.sample(i, n_i, search)

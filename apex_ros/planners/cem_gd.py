@@ -49,6 +49,7 @@ import mujoco
 import numpy as np
 
 from ..config import require
+from ..errors import ApexError
 from .base import PlanResult
 from .cem import CEMConfig, CEMPlanner, CEMSearch
 from .costs import total_cost
@@ -106,6 +107,10 @@ class CEMGD(CEMPlanner):
     Search = CEMGDSearch
 
     def __init__(self, task, config, rollouts, policy=None, seed: int = 0):
+        if task.layout.extra_size:
+            raise ApexError(f'planner cem_gd: its gradients cover the physics state only, and '
+                            f'task {task.name} has extra state ({", ".join(task.layout.extra)});'
+                            ' use icem or mppi')
         self._data = mujoco.MjData(task.model)
         super().__init__(task, config, rollouts, policy=policy, seed=seed)
 
@@ -188,7 +193,7 @@ class CEMGD(CEMPlanner):
             for i in active:
                 t0 = time.perf_counter()
                 _, grad = return_gradient(task, self._data, start.state, seqs[i],
-                                          start.warmstart, start.mocap, cfg.fd_eps,
+                                          start.warmstart, cfg.fd_eps,
                                           cfg.fd_centered, cfg.reward_eps, terminal,
                                           cfg.value_eps)
                 grad_seconds += time.perf_counter() - t0

@@ -169,7 +169,7 @@ def _control_step_fd(model, data, frame_skip, eps, centered):
     return A, B
 
 
-def linearize(task, data, state0, actions, warmstart=None, mocap=None, eps=1e-6,
+def linearize(task, data, state0, actions, warmstart=None, eps=1e-6,
               centered=False):
     """Simulate `actions` (H, nu) from `state0` with mj_step, as OpenLoopRollouts does.
 
@@ -183,8 +183,6 @@ def linearize(task, data, state0, actions, warmstart=None, mocap=None, eps=1e-6,
     set_state(m, data, state0)
     if warmstart is not None:
         data.qacc_warmstart[:] = warmstart
-    if mocap is not None:
-        data.mocap_pos[:], data.mocap_quat[:] = mocap
     states = np.empty((horizon + 1, task.layout.size))
     states[0] = state0
     A = np.empty((horizon, ndx, ndx))
@@ -229,11 +227,11 @@ def adjoint_gradient(A, B, dr_now, dr_next, dr_action, terminal_grad=None):
     return grad
 
 
-def return_gradient(task, data, state0, actions, warmstart=None, mocap=None, eps=1e-6,
+def return_gradient(task, data, state0, actions, warmstart=None, eps=1e-6,
                     centered=False, reward_eps=1e-6, terminal=None, terminal_eps=1e-3):
     """(R, dR/da (H, nu)) of one action sequence (H, nu) from `state0`; with `terminal`
     (trajectories (B, H+1, nstate) -> (B,)), R includes terminal(trajectory)."""
-    states, A, B = linearize(task, data, state0, actions, warmstart, mocap, eps, centered)
+    states, A, B = linearize(task, data, state0, actions, warmstart, eps, centered)
     dr_now, dr_next, dr_action = reward_gradients(task, states[None], actions[None],
                                                   reward_eps)
     ret = float(np.sum(task.planning_reward(states[None], actions[None])))

@@ -37,7 +37,7 @@ def evaluate_sequences(task, rollouts, start, actions, cfg, policy=None,
                        terminal_value=None) -> Evaluation:
     """Roll out `actions` (B, H, nu) from `start` (base.Start) and cost them per `cfg`
     (base.PlannerConfig)."""
-    states, ok = rollouts.run(start.state, actions, start.warmstart, start.mocap)
+    states, ok = rollouts.run(start.state, actions, start.warmstart)
     rewards = task.planning_reward(states, actions)
     J = -np.sum(rewards, axis=1)          # costs.main_cost, keeping the rewards
     terminal = np.zeros(len(actions))

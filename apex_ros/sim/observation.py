@@ -1,6 +1,6 @@
-"""Joint-named views of the state: a policy's observation as named terms (qpos:J, qvel:J,
-cos:J, sin:J; grammar in apex_ros.deploy.observation.parse_term), and the 1-dof joints that
-sensor_msgs/JointState carries by name."""
+"""Named views of the state: a policy's observation as named terms (qpos:J, qvel:J, cos:J,
+sin:J, extra:BLOCK; grammar in apex_ros.deploy.observation.parse_term), and the 1-dof joints
+that sensor_msgs/JointState carries by name."""
 import dataclasses
 
 import mujoco
@@ -18,15 +18,20 @@ class Observation:
     """Observation as a named layout of state quantities, e.g. ('qpos:slider', 'cos:hinge').
 
     Terms: qpos:J, qvel:J, cos:J, sin:J (cos/sin of a joint position); J[i] picks coordinate i
-    of a multi-coordinate joint (free, ball). The names are what a robot's /joint_states
-    carries, so the same layout can be rebuilt on hardware from joint names alone.
+    of a multi-coordinate joint (free, ball); extra:B[i] coordinate i of the extra-state block
+    B (`layout.extra`). Joint names are what a robot's /joint_states carries, so the same
+    layout can be rebuilt on hardware from joint names (and the bundle's declared inputs).
     """
 
-    def __init__(self, model, terms):
-        layout = StateLayout.of(model)
+    def __init__(self, model, terms, layout: StateLayout | None = None):
+        layout = layout or StateLayout.of(model)
         cols, funcs = [], []
         for term in terms:
             kind, joint, coord = dataclasses.astuple(parse_term(term))
+            if kind == 'extra':
+                cols.append(_extra_column(layout, term, joint, coord))
+                funcs.append(kind)
+                continue
             jid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, joint)
             if jid < 0:
                 raise ApexError(f'observation term {term!r}: the model has no joint {joint!r}')
@@ -61,6 +66,26 @@ class Observation:
         if self._sin.size:
             x[..., self._sin] = np.sin(x[..., self._sin])
         return x.astype(np.float32)
+
+
+def _extra_column(layout, term, block, coord):
+    if block not in layout.extra:
+        known = ', '.join(layout.extra) or 'none'
+        raise ApexError(f'observation term {term!r}: the task has no extra-state block '
+                        f'{block!r} (its blocks: {known})')
+    s = layout.extra[block]
+    width, i = s.stop - s.start, coord or 0
+    if i >= width or (coord is None and width > 1):
+        raise ApexError(f'observation term {term!r}: block {block!r} has {width} coordinates; '
+                        f'write extra:{block}[i] with i < {width}')
+    return s.start + i
+
+
+def extra_terms(layout, block):
+    """The observation terms of every coordinate of the extra-state block `block`."""
+    s = layout.extra[block]
+    width = s.stop - s.start
+    return tuple(f'extra:{block}' if width == 1 else f'extra:{block}[{i}]' for i in range(width))
 
 
 def _joint_width(model, jid, kind):
@@ -98,15 +123,22 @@ class JointStates:
     """The model's 1-dof (hinge, slide) joints as sensor_msgs/JointState carries them: by name,
     one position and one velocity each, in model order."""
 
-    def __init__(self, model):
+    def __init__(self, model, layout: StateLayout | None = None, initial_extra=None):
         joints = [j for j in range(model.njnt) if int(model.jnt_type[j]) in ONE_DOF]
         self.names = [model.joint(j).name for j in joints]
         self.qpos = np.array([model.jnt_qposadr[j] for j in joints], dtype=np.int64)
         self.dofs = np.array([model.jnt_dofadr[j] for j in joints], dtype=np.int64)
         self.columns = joint_columns(model)
-        layout = StateLayout.of(model)
-        self.default_state = np.zeros(layout.size)   # qpos0, everything else 0
+        layout = layout or StateLayout.of(model)
+        self.default_state = np.zeros(layout.size)   # qpos0, the task's initial extra, else 0
         self.default_state[layout.qpos] = model.qpos0
+        if initial_extra is not None:
+            self.default_state[layout.physics:] = initial_extra
+
+    @classmethod
+    def of(cls, task):
+        """A task's joints, with its state layout (extra state included)."""
+        return cls(task.model, task.layout, task.initial_extra())
 
     def read(self, data):
         """-> (positions, velocities, efforts) of the joints from mujoco.MjData."""

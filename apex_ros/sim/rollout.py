@@ -2,18 +2,22 @@
 
 OpenLoopRollouts: action sequences from one start state, through a persistent
 `mujoco.rollout.Rollout` thread pool (the GIL is released while it simulates). Each action is
-held for frame_skip physics substeps. A sample that diverges (MuJoCo warning -> time stops
-advancing, or a non-finite state) is flagged, so the planner can give it infinite cost.
+held for frame_skip physics substeps; the task maps it to controls and mocap targets
+(`Task.actuate`) and its extra state rides along. A sample that diverges (MuJoCo warning ->
+time stops advancing, or a non-finite state) is flagged, so the planner can give it infinite
+cost.
 
 closed_loop_rollout: a policy picks every action, batched over start states.
 """
+import copy
 import time
 
 import mujoco
 import mujoco.rollout
 import numpy as np
 
-from .state import STATE_SPEC, get_state, set_state
+from .simulation import Simulation
+from .state import get_state
 
 
 class OpenLoopRollouts:
@@ -21,7 +25,8 @@ class OpenLoopRollouts:
         if threads < 1:
             raise ValueError(f'rollout threads must be >= 1, got {threads}')
         self.task = task
-        self.model = task.model
+        # a copy: the start state's model parameters (Task.prepare) are written into it
+        self.model = copy.copy(task.model) if task.layout.extra_size else task.model
         self.threads = threads
         self._pool = mujoco.rollout.Rollout(nthread=threads)
         self._datas = [mujoco.MjData(self.model) for _ in range(threads)]
@@ -45,28 +50,41 @@ class OpenLoopRollouts:
             m = self.model
             self._buffers[key] = (
                 [m] * batch,
-                np.empty((batch, nstep, self.task.layout.size)),
+                np.empty((batch, nstep, self.task.layout.physics)),
                 np.empty((batch, nstep, m.nsensordata)),
             )
         return self._buffers[key]
 
-    def run(self, state0, actions, warmstart=None, mocap=None):
+    def run(self, state0, actions, warmstart=None):
         """Roll out `actions` (B, H, nu) from `state0` (nstate,).
 
         Returns (states (B, H+1, nstate) at control steps, including state0; ok (B,) bool).
         `warmstart` is the start data's qacc_warmstart (nv,), which makes the result match an
-        mj_step loop bitwise; `mocap` = (mocap_pos, mocap_quat) of the start data, held.
+        mj_step loop (Simulation) bitwise. Mocap bodies the task does not drive stay at the
+        model's poses.
         """
+        task = self.task
         batch, horizon, _ = actions.shape
-        fs = self.task.frame_skip
+        fs = task.frame_skip
         nstep = horizon * fs
-        control = np.repeat(actions, fs, axis=1) if fs > 1 else np.array(actions, dtype=float)
+        layout = task.layout
+        state0 = np.asarray(state0, dtype=np.float64)
+        if layout.extra_size:
+            task.prepare(self.model, state0)
+            ctrl, mocap, extra = task.actuate(np.broadcast_to(state0, (batch, layout.size)),
+                                              actions)
+        else:
+            ctrl, mocap, extra = actions, None, None
+        control = np.repeat(ctrl, fs, axis=1) if fs > 1 else np.array(ctrl, dtype=float)
         if self.control_spec != mujoco.mjtState.mjSTATE_CTRL:
-            pos, quat = mocap if mocap is not None else self.default_mocap
-            extra = np.concatenate([np.ravel(pos), np.ravel(quat)])
-            control = np.concatenate(
-                [control, np.broadcast_to(extra, (batch, nstep, extra.size))], axis=-1)
-        init = np.tile(np.asarray(state0, dtype=np.float64), (batch, 1))
+            pos, quat = self.default_mocap
+            if mocap is None:
+                pos = np.broadcast_to(np.ravel(pos), (batch, nstep, pos.size))
+            else:
+                pos = np.repeat(np.reshape(mocap, (batch, horizon, -1)), fs, axis=1)
+            quat = np.broadcast_to(np.ravel(quat), (batch, nstep, quat.size))
+            control = np.concatenate([control, pos, quat], axis=-1)
+        init = np.tile(state0[:layout.physics], (batch, 1))
         ws = None if warmstart is None else np.tile(np.asarray(warmstart, np.float64), (batch, 1))
         models, out, sensordata = self._buffers_for(batch, nstep)
         t0 = time.perf_counter()
@@ -77,9 +95,11 @@ class OpenLoopRollouts:
                            initial_warmstart=ws, state=out, sensordata=sensordata,
                            skip_checks=True)
         self.sim_seconds += time.perf_counter() - t0
-        states = np.empty((batch, horizon + 1, out.shape[-1]))
+        states = np.empty((batch, horizon + 1, layout.size))
         states[:, 0] = state0
-        states[:, 1:] = out[:, fs - 1::fs]
+        states[:, 1:, :layout.physics] = out[:, fs - 1::fs]
+        if extra is not None:
+            states[:, 1:, layout.physics:] = extra
         return states, rollout_ok(out, state0[0], self.model.opt.timestep)
 
 
@@ -101,34 +121,27 @@ def rollout_ok(substates, t0, timestep):
     return advancing & finite
 
 
-def closed_loop_rollout(task, policy, state0, steps, warmstart=None, mocap=None):
+def closed_loop_rollout(task, policy, state0, steps, warmstart=None):
     """Let `policy` act for `steps` control steps from each start state.
 
-    state0: (B, nstate) or (nstate,); warmstart: matching qacc_warmstart (B, nv) or (nv,);
-    mocap: (mocap_pos, mocap_quat) held during the rollout (default: the model's).
+    state0: (B, nstate) or (nstate,); warmstart: matching qacc_warmstart (B, nv) or (nv,).
     Returns (states (B, steps+1, nstate), actions (B, steps, nu)), actions clipped to bounds.
-    Stepping is mj_step on one MjData per start state, so it matches `run_episode` bitwise.
+    Stepping is a Simulation per start state, so it matches `run_episode` bitwise.
     """
-    m = task.model
     state0 = np.atleast_2d(state0)
     batch = state0.shape[0]
-    datas = [mujoco.MjData(m) for _ in range(batch)]
-    for b, d in enumerate(datas):
-        set_state(m, d, state0[b])
-        if warmstart is not None:
-            d.qacc_warmstart[:] = np.atleast_2d(warmstart)[b]
-        if mocap is not None:
-            d.mocap_pos[:], d.mocap_quat[:] = mocap
+    sims = [Simulation(task) for _ in range(batch)]
+    for b, sim in enumerate(sims):
+        sim.reset(state=state0[b],
+                  warmstart=None if warmstart is None else np.atleast_2d(warmstart)[b])
     states = np.empty((batch, steps + 1, state0.shape[1]))
     actions = np.empty((batch, steps, task.nu))
     states[:, 0] = state0
     for t in range(steps):
         a = np.clip(policy(task.observe(states[:, t])), task.action_low, task.action_high)
         actions[:, t] = a
-        for b, d in enumerate(datas):
-            d.ctrl[:] = a[b]
-            mujoco.mj_step(m, d, nstep=task.frame_skip)
-            mujoco.mj_getState(m, d, states[b, t + 1], STATE_SPEC)
+        for b, sim in enumerate(sims):
+            states[b, t + 1] = sim.advance(a[b])
     return states, actions
 
 

@@ -1,7 +1,12 @@
 """The environment: one MjData stepped with mj_step, frame_skip substeps per control step.
 
 Used by MPC, APEX rollouts and the simulation node, so "the robot" is the same everywhere.
+The state is the task's whole state: the physics of MjData and the extra state beyond it
+(`Task.extra_state`), which the simulation keeps beside MjData and writes into its own copy
+of the model (`Task.prepare`).
 """
+import copy
+
 import mujoco
 import numpy as np
 
@@ -11,45 +16,78 @@ from .state import get_state, set_state
 class Simulation:
     def __init__(self, task):
         self.task = task
-        self.model = task.model
-        self.data = mujoco.MjData(task.model)
+        self.model = copy.copy(task.model) if task.layout.extra_size else task.model
+        self.data = mujoco.MjData(self.model)
+        self.extra = task.initial_extra()
         self.steps = 0
 
-    def reset(self, seed: int | None = None, state=None):
-        """Randomized initial state from `seed`, or exactly `state` if given."""
+    def reset(self, seed: int | None = None, state=None, warmstart=None):
+        """Randomized initial state from `seed`, or exactly `state` (nstate,) if given."""
+        task = self.task
         if state is not None:
+            state = task.check_states(np.asarray(state, dtype=np.float64), 'reset state')
             mujoco.mj_resetData(self.model, self.data)
             set_state(self.model, self.data, state)
-            mujoco.mj_forward(self.model, self.data)
+            self.extra = state[task.layout.physics:].copy()
         else:
-            self.task.reset(self.data, np.random.default_rng(seed))
+            extra = task.reset(self.data, np.random.default_rng(seed))
+            self.extra = (task.initial_extra() if extra is None
+                          else np.asarray(extra, dtype=np.float64).copy())
+        self._apply_extra()
+        if warmstart is not None:
+            self.data.qacc_warmstart[:] = warmstart
         self.steps = 0
         return self.state()
 
+    def _apply_extra(self):
+        """The model parameters of the extra state into the model (targets integrated from
+        the actions are applied by `step`)."""
+        if self.task.layout.extra_size:
+            self.task.prepare(self.model, self.state())
+        mujoco.mj_forward(self.model, self.data)
+
+    def set_extra(self, name: str, value):
+        """Change one extra-state block (a new goal) in the running simulation."""
+        value = np.asarray(value, dtype=np.float64)
+        block = self.task.layout.extra[name]
+        self.extra[block.start - self.task.layout.physics:
+                   block.stop - self.task.layout.physics] = value
+        self.task.prepare(self.model, self.state())
+        mujoco.mj_forward(self.model, self.data)
+
     def state(self) -> np.ndarray:
-        return get_state(self.model, self.data)
+        physics = get_state(self.model, self.data)
+        return np.concatenate([physics, self.extra]) if self.extra.size else physics
 
     def warmstart(self) -> np.ndarray:
         return self.data.qacc_warmstart.copy()
 
-    def mocap(self):
-        if self.model.nmocap == 0:
-            return None
-        return self.data.mocap_pos.copy(), self.data.mocap_quat.copy()
-
     def plan_inputs(self):
-        """(state, warmstart, mocap): what a planner needs to plan from the current state."""
-        return self.state(), self.warmstart(), self.mocap()
+        """(state, warmstart): what a planner needs to plan from the current state."""
+        return self.state(), self.warmstart()
+
+    def advance(self, action) -> np.ndarray:
+        """Apply `action` (clipped to bounds) for one control step; returns the new state."""
+        task = self.task
+        action = np.clip(np.asarray(action, dtype=np.float64), task.action_low, task.action_high)
+        if task.drives_targets:
+            ctrl, mocap, extra = task.actuate(self.state()[None], action[None, None])
+            self.data.ctrl[:] = ctrl[0, 0]
+            if mocap is not None:
+                self.data.mocap_pos[:] = np.reshape(mocap[0, 0], self.data.mocap_pos.shape)
+            self.extra = np.array(extra[0, 0], dtype=np.float64)
+        else:
+            self.data.ctrl[:] = action
+        mujoco.mj_step(self.model, self.data, nstep=task.frame_skip)
+        self.steps += 1
+        return self.state()
 
     def step(self, action) -> tuple:
         """Apply `action` (clipped to bounds) for one control step; returns (reward, state)."""
         task = self.task
         before = self.state()
+        after = self.advance(action)
         action = np.clip(np.asarray(action, dtype=np.float64), task.action_low, task.action_high)
-        self.data.ctrl[:] = action
-        mujoco.mj_step(self.model, self.data, nstep=task.frame_skip)
-        after = self.state()
-        self.steps += 1
         reward = float(task.reward(np.stack([before, after])[None], action[None, None])[0, 0])
         return reward, after
 

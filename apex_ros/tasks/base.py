@@ -3,7 +3,11 @@
 failure test and planning-only shaping (`planning_reward`).
 
 States are MuJoCo FULLPHYSICS state vectors ([time, qpos, qvel, act, ...]), as returned by
-`mujoco.rollout`. Rewards see a whole batch of trajectories at once:
+`mujoco.rollout`, followed by the task's extra state (`extra_state`): what the task's state
+holds beyond MjData, such as a goal, a per-episode model parameter (written into the model by
+`prepare`) or targets integrated from the actions (`actuate`). Every rollout, planner,
+observation, dataset, bag and node carries the whole vector. Rewards see a whole batch of
+trajectories at once:
 `reward(states (B, H+1, nstate), actions (B, H, nu)) -> (B, H)`, where states[:, t] is the
 state before actions[:, t] and states[:, t+1] the state after it (frame_skip substeps later).
 """
@@ -30,6 +34,7 @@ class Task:
     frame_skip: int = 1           # physics substeps per control step
     episode_steps: int = 100      # control steps per episode
     reset_noise: float = 0.0      # uniform noise on qpos and qvel at reset
+    extra_state: dict = {}        # {block name: size} appended to the physics state
 
     @dataclasses.dataclass
     class Params:
@@ -42,19 +47,49 @@ class Task:
             if episode_steps < 1:
                 raise ApexError(f'task.episode_steps: must be >= 1, got {episode_steps}')
             self.episode_steps = episode_steps
-        self.model = load_model(self.model_file)
-        self.layout = StateLayout.of(self.model)
-        self.observation = Observation(self.model, self.obs_terms())
+        self.model = self.build_model()
+        self.layout = StateLayout.of(self.model, self.extra_state)
+        self.observation = Observation(self.model, self.obs_terms(), self.layout)
         m = self.model
         if m.nu == 0:
             raise ApexError(f'task {self.name}: model has no actuators')
-        if not np.all(m.actuator_ctrllimited):
-            raise ApexError(f'task {self.name}: every actuator needs a ctrlrange (action bounds)')
-        self.action_low = m.actuator_ctrlrange[:, 0].copy()
-        self.action_high = m.actuator_ctrlrange[:, 1].copy()
+        self.action_low, self.action_high = (np.array(b, dtype=np.float64)
+                                             for b in self.action_bounds())
         self.dt = m.opt.timestep * self.frame_skip
 
     # --- what a task file provides -------------------------------------------------------
+    def build_model(self) -> mujoco.MjModel:
+        """The task's model; a task that edits the loaded model (gains, weld poses) overrides
+        this and calls super()."""
+        return load_model(self.model_file)
+
+    def action_bounds(self) -> tuple:
+        """(low, high) of the task's action. Default: the actuators' ctrlrange (the action is
+        the control); a task whose action is something else (an end-effector displacement)
+        overrides this together with `actuate`."""
+        m = self.model
+        if not np.all(m.actuator_ctrllimited):
+            raise ApexError(f'task {self.name}: every actuator needs a ctrlrange (action bounds)')
+        return m.actuator_ctrlrange[:, 0].copy(), m.actuator_ctrlrange[:, 1].copy()
+
+    def actuate(self, states0: np.ndarray, actions: np.ndarray):
+        """What the physics takes for `actions` (B, H, nu) from start states (B, nstate):
+        (ctrl (B, H, model.nu), mocap_pos (B, H, nmocap, 3) or None, extra state after each
+        step (B, H, extra size)). Must depend on the start state's extra columns only (not on
+        MjData), so one batched `mujoco.rollout` call can simulate it. Default: the action is
+        the control, the extra state stays as it is."""
+        extra = np.broadcast_to(states0[:, None, self.layout.physics:],
+                                actions.shape[:2] + (self.layout.extra_size,))
+        return actions, None, extra
+
+    def prepare(self, model: mujoco.MjModel, state: np.ndarray):
+        """Write the model parameters that live in the extra state of `state` (nstate,) into
+        `model` (a copy owned by the caller) before simulating from it. Default: none."""
+
+    def initial_extra(self) -> np.ndarray:
+        """Extra state of a state built from joints alone (a robot's /joint_states)."""
+        return np.zeros(self.layout.extra_size)
+
     def obs_terms(self) -> tuple:
         """Observation layout; default: every qpos then every qvel coordinate."""
         return joint_terms(self.model, 'qpos') + joint_terms(self.model, 'qvel')
@@ -69,7 +104,8 @@ class Task:
         return self.reward(states, actions)
 
     def reset(self, data, rng: np.random.Generator):
-        """Put `data` in a (randomized) initial state."""
+        """Put `data` in a (randomized) initial state; return the extra state (None if the
+        task has none). The caller writes it into its model (`prepare`) and runs mj_forward."""
         m = self.model
         mujoco.mj_resetData(m, data)
         n = self.reset_noise
@@ -89,7 +125,21 @@ class Task:
     # --- derived -------------------------------------------------------------------------
     @property
     def nu(self) -> int:
-        return self.model.nu
+        """Size of the task's action (the model's actuators unless `actuate` maps it)."""
+        return len(self.action_low)
+
+    @property
+    def drives_targets(self) -> bool:
+        """Whether the action is mapped by `actuate` (rather than being the control)."""
+        return type(self).actuate is not Task.actuate
+
+    def extra(self, states: np.ndarray, name: str) -> np.ndarray:
+        """The extra-state block `name` of states (..., nstate)."""
+        return states[..., self.layout.extra[name]]
+
+    def check_states(self, states, what: str = 'state'):
+        """`states` as an array, or an ApexError naming the task and the expected layout."""
+        return self.layout.check(states, f'task {self.name}: {what}')
 
     @property
     def obs_dim(self) -> int:
@@ -101,6 +151,9 @@ class Task:
     def actuated_joints(self) -> list:
         """Joint names in actuator order (the order of the command vector)."""
         m = self.model
+        if self.drives_targets:
+            raise ApexError(f'task {self.name}: its action is not one control per joint '
+                            '(it is mapped by the task\'s actuate)')
         names = []
         for a in range(m.nu):
             if int(m.actuator_trntype[a]) != int(mujoco.mjtTrn.mjTRN_JOINT):

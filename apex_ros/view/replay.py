@@ -52,7 +52,7 @@ def load_frames(bag, task, full_state_topic: str = protocol.FULL_STATE,
             states.append(full.state)
     elif have.get(joint_states_topic, {}).get('count'):
         topic = joint_states_topic
-        joints = JointStates(task.model)
+        joints = JointStates.of(task)
         for m in reader.messages([topic], decode=True):
             if not set(m.msg.name) & set(joints.names):
                 raise BagError(f'{reader.path}: {topic} message {m.index} names none of the '

@@ -67,7 +67,7 @@ class PlannerNode(Node):
                                     threads=threads or self.cfg.rollout.threads, seed=self.seed)
         self.signature = task_signature(self.task)
         self.nstate, self.nv = self.task.layout.size, self.task.model.nv
-        self.joints = JointStates(self.task.model)
+        self.joints = JointStates.of(self.task)
         self.answered = None     # (episode, step) last planned for: answer each state once
         self.episode = None
 

@@ -54,7 +54,7 @@ class SimNode(Node):
                               sets=split_sets(p('set', '').value))
         self.task = cfg.make_task()
         self.sim = Simulation(self.task)
-        self.joints = JointStates(self.task.model)
+        self.joints = JointStates.of(self.task)
         self.actuated = self.task.actuated_joints()
         self.hold = np.zeros(self.task.nu)
 
