@@ -2,7 +2,7 @@
 the config they name, and argument types that refuse impossible counts."""
 import argparse
 
-from ..tasks import DEFAULT_TASK, TASKS
+from ..tasks import DEFAULT_TASK, known_tasks
 
 # shorthand flag -> the --set key it stands for
 SHORTHANDS = {'budget': 'planner.budget', 'threads': 'rollout.threads', 'seed': 'seed',
@@ -27,7 +27,7 @@ def add_config_args(p, planner=True, shorthands=('budget', 'threads', 'seed'),
                     budget_help='sampled sequences per planning step (= --set planner.budget)'):
     """--task, --config, --set, and optionally --planner and the shorthand flags."""
     p.add_argument('--task', help=f'task name (default: the config\'s, else {DEFAULT_TASK}); '
-                   f'known: {", ".join(sorted(TASKS))}')
+                   f'known: {", ".join(known_tasks())}')
     p.add_argument('--config', help='YAML config (default: config/<task>.yaml); it may name '
                    'another as `base: file.yaml` and hold only its differences')
     p.add_argument('--set', action='append', default=[], metavar='SECTION.KEY=VALUE',

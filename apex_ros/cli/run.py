@@ -4,14 +4,14 @@ import time
 import numpy as np
 
 from ..errors import ApexError
-from ..tasks import TASKS
+from ..tasks import known_tasks
 from .common import add_config_args, load_config, positive_int
 
 
 def cmd_tasks(args):
     from ..tasks import make_task
     print(f'{"task":<20} {"obs":>4} {"act":>4} {"rate Hz":>8} {"steps":>6}  model')
-    for name in sorted(TASKS):
+    for name in known_tasks():
         t = make_task(name)
         print(f'{name:<20} {t.obs_dim:>4} {t.nu:>4} {1 / t.dt:>8.1f} {t.episode_steps:>6}  '
               f'{t.model_file}')

@@ -27,7 +27,7 @@ from typing import Any
 from ..errors import ApexError
 from ..planners import make_planner, planner_class, planner_config
 from ..resources import config_path
-from ..tasks import task_class
+from ..tasks import TASKS, task_class, task_config_file
 from . import ConfigError, check_value, from_dict
 from .layers import deep_merge, load_chain, parse_set, set_dotted
 from .schedule import ScheduleEntry, parse_schedule
@@ -285,9 +285,12 @@ def _with_schedule_checked(cfg: RunConfig, prefix: str) -> RunConfig:
     return cfg
 
 
-def default_config_path(task_name: str) -> Path:
-    task_class(task_name)  # unknown task -> error listing the known ones
-    return config_path(f'{task_name}.yaml')
+def default_config_path(task_name: str) -> Path | None:
+    """config/<task>.yaml for a built-in task; a task from another package: the file its class
+    names (`config_file`), or None (the defaults)."""
+    if task_name in TASKS:
+        return config_path(f'{task_name}.yaml')
+    return task_config_file(task_name)   # unknown task -> error listing the known ones
 
 
 def load_run_config(task_name: str | None = None, path=None, overrides: dict | None = None,
@@ -302,8 +305,11 @@ def load_run_config(task_name: str | None = None, path=None, overrides: dict | N
         if task_name is None:
             raise ConfigError('give a task name or a config file')
         path = default_config_path(task_name)
-    path = Path(path)
-    chain = load_chain(path)
+    if path is None:  # a task without a config file: its defaults
+        path, chain = Path(f'<defaults of {task_name}>'), [(None, {'task': {'name': task_name}})]
+    else:
+        path = Path(path)
+        chain = load_chain(path)
     data, schedule_prefix = {}, f'{path}: '
     for file, layer in chain[:-1]:
         data = deep_merge(data, layer)
