@@ -7,7 +7,10 @@ import itertools
 import json
 import math
 import os
+import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import goal_tasks
@@ -17,6 +20,7 @@ import pytest
 import rclpy
 import rosutil  # noqa: I100 (first: isolates the ROS domain before rclpy.init)
 import torch
+from conftest import small_apex_config
 from geometry_msgs.msg import PointStamped, PoseStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
@@ -25,13 +29,14 @@ from rosutil import Collector, LogCollector, NodeProcesses, wait_for
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
+from apex_ros import cli
 from apex_ros.bags.episodes import load_episodes
 from apex_ros.bags.reader import BagReader
-from apex_ros.bags.writer import BagError
 from apex_ros.deploy.bundle import METADATA_KEY, BundleError, PolicyBundle
 from apex_ros.deploy.export import bundle_bytes, export_bundle
 from apex_ros.deploy.inputs import InputObservation, InputSpec, fill_message, received
 from apex_ros.errors import ApexError
+from apex_ros.learning.dataset import Dataset
 from apex_ros.learning.student import MLPPolicy
 from apex_ros.ros import protocol
 from apex_ros.ros.nodes.policy_executor import PolicyExecutor
@@ -279,6 +284,26 @@ def test_executor_holds_on_each_unusable_input_naming_it_and_recovers(rig, bundl
     assert rig.wait_command(command(-0.2, 0.4))
 
 
+CLEAN_PROBE = """
+import json, sys
+import rclpy
+from apex_ros.ros.nodes.policy_executor import PolicyExecutor, SUCCESS
+from rclpy.parameter import Parameter
+rclpy.init()
+node = PolicyExecutor(parameter_overrides=[Parameter('bundle', value=sys.argv[1])])
+ok = node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
+print(json.dumps([ok, [s.name for s in node.input_status()],
+                  [m for m in ('torch', 'mujoco') if m in sys.modules]]))
+"""
+
+
+def test_executor_with_inputs_stays_light(bundle):
+    """Subscribing geometry_msgs inputs pulls in neither torch nor mujoco."""
+    out = subprocess.run([sys.executable, '-c', CLEAN_PROBE, bundle], check=True,
+                         capture_output=True, text=True, timeout=60).stdout
+    assert json.loads(out.splitlines()[-1]) == [True, ['goal', 'object0'], []]
+
+
 def test_executor_refuses_a_bundle_whose_observation_no_input_covers(rig, bundle, tmp_path):
     path = tmp_path / 'no_inputs.onnx'
     path.write_bytes(edited(bundle, lambda m: m.pop('inputs')))
@@ -371,7 +396,7 @@ def test_sim_node_refuses_a_state_rate_that_does_not_split_a_control_step(ros_pr
 
 @pytest.mark.slow
 def test_record_then_rebuild_the_task_state_from_the_input_topics(ros_probe, reach, bundle,
-                                                                   tmp_path):
+                                                                   tmp_path, capsys):
     node, executor, procs = ros_probe
     full = Collector(node, Float64MultiArray, protocol.FULL_STATE)
     set_goal = node.create_publisher(PointStamped, '/sim/goal', 10)
@@ -413,7 +438,18 @@ def test_record_then_rebuild_the_task_state_from_the_input_topics(ros_probe, rea
     np.testing.assert_array_equal(states[:, reach.layout.qpos][:, 2:9],
                                   np.broadcast_to(object_qpos, (len(states), 7)))
     assert any("velocities of ['object0:joint'] are not recorded" in n for n in notes)
-    # a remapped input topic the bag lacks is named
-    with pytest.raises(BagError, match=r'lacks topic.*/elsewhere \(task goal_reach needs it '
-                                        r'to rebuild its state \(input goal\)'):
-        load_episodes(BagReader(bag), reach, 'joint_states', input_topics={'goal': '/elsewhere'})
+
+    # `apex-ros relabel`: the expert's labels for the rebuilt states, whose observations carry
+    # the recorded goals; a remapped input topic the bag lacks is named
+    config = small_apex_config(tmp_path, task={'name': TASK, 'episode_steps': 20})
+    shard = tmp_path / 'shard.npz'
+    argv = ['relabel', str(bag), '--config', str(config), '--policy', bundle, '--out',
+            str(shard), '--workers', '1', '--quiet', '--source', 'joint_states']
+    assert cli.main(argv) == 0, capsys.readouterr()
+    obs = np.concatenate([r.obs for r in Dataset.load(shard).rollouts])
+    assert len(obs) >= 20
+    assert {tuple(o) for o in obs[:, GOAL_SLOT:GOAL_SLOT + 3]} == {
+        tuple(np.float32(first)), tuple(np.float32([0.15, 0.05, 0.0]))}
+    assert cli.main(argv + ['--input-topic', 'goal=/elsewhere']) == 2
+    assert re.search(r'lacks topic.*/elsewhere \(task goal_reach needs it to rebuild its state '
+                     r'\(input goal\)', capsys.readouterr().err)
