@@ -248,7 +248,7 @@ def command(goal_x, object_x=0.3):
 
 
 @pytest.mark.slow
-def test_executor_holds_on_each_unusable_input_naming_it_and_recovers(rig, bundle):
+def test_executor_holds_on_each_unusable_input_naming_it_and_recovers(rig, bundle, tmp_path):
     node = rig.node
     node.set_parameters([Parameter('bundle', value=bundle)])
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
@@ -281,6 +281,12 @@ def test_executor_holds_on_each_unusable_input_naming_it_and_recovers(rig, bundl
     rig.send_goal(-0.2, 'map')                          # a goal in the wrong frame
     rig.wait_hold('input goal (/my_goal)', "frame_id 'map'")
     rig.send_goal(-0.2)
+    assert rig.wait_command(command(-0.2, 0.4))
+    # a bundle reading other inputs cannot be swapped in: the subscriptions are the running one's
+    renamed = tmp_path / 'renamed.onnx'
+    renamed.write_bytes(edited(bundle, lambda m: m['inputs'][0].update(name='target')))
+    result, = node.set_parameters([Parameter('bundle', value=str(renamed))])
+    assert not result.successful and "it reads inputs {'target'" in result.reason
     assert rig.wait_command(command(-0.2, 0.4))
 
 
