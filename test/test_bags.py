@@ -43,6 +43,7 @@ from apex_ros.ros.nodes.common import float64_array
 from apex_ros.sim.episodes import policy_actor, run_episode
 from apex_ros.sim.observation import joint_columns
 from apex_ros.sim.simulation import Simulation
+from apex_ros.tasks import make_task
 
 JOINT_STATE_TYPE = 'sensor_msgs/msg/JointState'
 ARRAY_TYPE = 'std_msgs/msg/Float64MultiArray'
@@ -269,12 +270,15 @@ def test_missing_topic_is_named(small, weak_policy, tmp_path):
     record_rollouts(tmp_path / 'full_only', task, weak_policy, [1], joint_states=False)
     with pytest.raises(BagError, match=f'lacks topic.*{protocol.JOINT_STATES}'):
         load_episodes(BagReader(tmp_path / 'full_only'), task, 'joint_states')
-    # a topic the task declares it needs to rebuild its state
-    record_rollouts(tmp_path / 'joints_only', task, weak_policy, [1], full_state=False)
-    needy = type(task).__new__(type(task))
-    needy.__dict__.update(task.__dict__, bag_state_topics={'/cart/pose': lambda s, m: None})
-    with pytest.raises(BagError, match=f'lacks topic.*/cart/pose \\(task {task.name} needs'):
-        load_episodes(BagReader(tmp_path / 'joints_only'), needy)
+    # the topic of an input the task declares (test/goal_tasks.py: its goal, its object's pose)
+    reach = make_task('goal_tasks:Reach')
+    with BagWriter(tmp_path / 'joints_only') as w:
+        w.add_topic(protocol.JOINT_STATES, JOINT_STATE_TYPE)
+        w.write(protocol.JOINT_STATES, serialize_message(joint_state(
+            reach, Simulation(reach).reset(0), 0.0)), 1)
+    with pytest.raises(BagError, match='lacks topic.*/goal \\(task goal_reach needs it to '
+                                       'rebuild its state \\(input goal\\)'):
+        load_episodes(BagReader(tmp_path / 'joints_only'), reach)
 
 
 def test_joint_names_the_model_lacks_are_listed(small, tmp_path):

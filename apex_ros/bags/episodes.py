@@ -7,25 +7,32 @@ state) is kept once, a step that is missing ends the episode there (reported), a
 terminal state (step == task.episode_steps, no action follows it) is left out.
 
 From /joint_states (a robot): positions and velocities are mapped to the model's hinge and
-slide joints by name; the rest of the state keeps the model's defaults, or comes from the
-topics the task declares in `bag_state_topics` ({topic: fill(state, msg)}, latest message
-held). Time is the header stamp (the receive time if no message has a stamp). Episode
-boundary rule: a stamp going backwards (a simulation reset) or a gap longer than
-`episode_gap` seconds (the robot was stopped) starts a new episode; both are reported. Within
-an episode the first sample at or after each control tick (task.dt) is kept, and runs
-longer than task.episode_steps are cut into segments of that length (each relabeled with a
-freshly reset planner); segments of fewer than 2 states (a lone final state) are dropped.
+slide joints by name; the state coordinates the task's inputs fill (Task.inputs: an object's
+pose, a goal; apex_ros.deploy.inputs) come from the latest message on each input's topic
+(`input_topics` {name: topic} when remapped); the rest keeps the model's defaults (the task's
+initial extra state). As the executor would, a joint state is skipped while an input has no
+message yet, its latest is older than its max_age (receive times), in another frame than
+declared or non-finite (each reported). Time is the header stamp (the receive time if no
+message has a stamp). Episode boundary rule: a stamp going backwards (a simulation reset)
+or a gap longer than `episode_gap` seconds (the robot was stopped) starts a new episode; both
+are reported. Within an episode the first sample at or after each control tick (task.dt) is
+kept, and runs longer than task.episode_steps are cut into segments of that length (each
+relabeled with a freshly reset planner); segments of fewer than 2 states (a lone final
+state) are dropped.
 """
 import dataclasses
 
+import mujoco
 import numpy as np
 
+from ..deploy.inputs import check_inputs, message_values
 from ..ros import protocol
-from ..sim.observation import ONE_DOF, JointStates
+from ..sim.observation import ONE_DOF, JointStates, Observation
 from .reader import BagReader
 from .writer import BagError
 
 MIN_STATES = 2
+FREE = int(mujoco.mjtJoint.mjJNT_FREE)
 
 
 @dataclasses.dataclass
@@ -38,7 +45,7 @@ class RecordedEpisode:
 def load_episodes(reader: BagReader, task, source: str = 'auto',
                   full_state_topic: str = protocol.FULL_STATE,
                   joint_states_topic: str = protocol.JOINT_STATES,
-                  episode_gap: float = 1.0, ignore_joints=()):
+                  episode_gap: float = 1.0, ignore_joints=(), input_topics=None):
     """-> (episodes [RecordedEpisode], notes [str]) from one bag."""
     if source not in ('auto', 'full_state', 'joint_states'):
         raise BagError(f"state source: 'auto', 'full_state' or 'joint_states', got {source!r}")
@@ -57,7 +64,7 @@ def load_episodes(reader: BagReader, task, source: str = 'auto',
         reader.require_topics({full_state_topic: 'full physics state'})
         return FullStateEpisodes(reader, task, full_state_topic).load()
     return JointStateEpisodes(reader, task, joint_states_topic, episode_gap,
-                              ignore_joints).load()
+                              ignore_joints, input_topics).load()
 
 
 class FullStateEpisodes:
@@ -119,26 +126,47 @@ class FullStateEpisodes:
 
 
 class JointStateEpisodes:
-    def __init__(self, reader, task, topic, episode_gap, ignore_joints):
+    def __init__(self, reader, task, topic, episode_gap, ignore_joints, input_topics=None):
         self.reader, self.task, self.topic = reader, task, topic
         self.gap_ns = int(episode_gap * 1e9)
         self.dt_ns = int(round(task.dt * 1e9))
         self.ignore = set(ignore_joints)
         joints = JointStates.of(task)
         self.columns, self.default = joints.columns, joints.default_state
-        self.extra = dict(getattr(task, 'bag_state_topics', None) or {})
+        topics = input_topics or {}
+        unknown = sorted(set(topics) - {spec.name for spec in task.inputs()})
+        if unknown:
+            raise BagError(f'input topic given for {unknown}: task {task.name} declares inputs '
+                           f'{[spec.name for spec in task.inputs()]}')
+        # topic -> (spec, state columns it fills)
+        self.extra = {topics.get(spec.name, spec.topic):
+                      (spec, Observation(task.model, spec.fills, task.layout).columns)
+                      for spec in check_inputs(list(task.inputs()), f'task {task.name}: inputs')}
         self.notes = []
         self._names, self._index = None, None
         self._check_model_joints()
 
     def _check_model_joints(self):
-        m = self.task.model
-        other = [m.joint(j).name for j in range(m.njnt) if int(m.jnt_type[j]) not in ONE_DOF]
-        if other and not self.extra:
+        m, layout = self.task.model, self.task.layout
+        filled = {int(c) for _, columns in self.extra.values() for c in columns}
+        other, still = [], []
+        for j in range(m.njnt):
+            if int(m.jnt_type[j]) in ONE_DOF:
+                continue
+            start = layout.qpos.start + m.jnt_qposadr[j]
+            qpos = range(start, start + (7 if m.jnt_type[j] == FREE else 4))
+            if not filled.issuperset(qpos):
+                other.append(m.joint(j).name)
+            elif layout.qvel.start + m.jnt_dofadr[j] not in filled:
+                still.append(m.joint(j).name)
+        if other:
             raise BagError(
                 f'task {self.task.name} has joints {other} (free/ball) that '
-                f'sensor_msgs/JointState cannot carry and declares no other state topic '
-                '(bag_state_topics); record the full-state topic to relabel it')
+                'sensor_msgs/JointState cannot carry and no declared input (Task.inputs) fills '
+                'their positions; record the full-state topic to relabel it')
+        if still:
+            self.notes.append(f'velocities of {still} are not recorded (their inputs carry '
+                              'poses): taken as 0')
 
     def _map_names(self, names, m):
         names = tuple(names)
@@ -171,19 +199,31 @@ class JointStateEpisodes:
             state[qvel_col] = msg.velocity[i]
         return state
 
+    def _input(self, m):
+        """-> (log time, values) of an input message, or (None, why) if it is unusable."""
+        spec, _ = self.extra[m.topic]
+        values = message_values(spec, m.msg)
+        if m.msg.header.frame_id != spec.frame:
+            return None, f'{spec.name}: frame_id {m.msg.header.frame_id!r}, not {spec.frame!r}'
+        if not np.all(np.isfinite(values)):
+            return None, f'{spec.name}: non-finite values'
+        return m.log_time, values
+
     def load(self):
         needed = {self.topic: 'sensor_msgs/JointState of the robot'}
-        needed.update({t: f'task {self.task.name} needs it to rebuild its state'
-                       for t in self.extra})
+        needed.update({t: f'task {self.task.name} needs it to rebuild its state (input '
+                          f'{spec.name})' for t, (spec, _) in self.extra.items()})
         self.reader.require_topics(needed)
-        latest, samples, waiting = {}, [], 0
+        latest, samples, skipped = {}, [], {}
         for m in self.reader.messages([self.topic, *self.extra], decode=True):
             if m.topic != self.topic:
-                latest[m.topic] = m.msg
-            elif all(t in latest for t in self.extra):
-                samples.append((m, dict(latest)))
+                latest[m.topic] = self._input(m)
+                continue
+            why = self._unusable(latest, m.log_time)
+            if why is None:
+                samples.append((m, {t: values for t, (_, values) in latest.items()}))
             else:
-                waiting += 1
+                skipped[why] = skipped.get(why, 0) + 1
         stamps = [m.msg.header.stamp.sec * 1_000_000_000 + m.msg.header.stamp.nanosec
                   for m, _ in samples]
         if not any(stamps):   # a publisher that leaves the stamps unset
@@ -207,8 +247,8 @@ class JointStateEpisodes:
             if tick <= run['last_tick']:
                 continue   # faster than the control rate: keep the first sample per tick
             state = self._state(m.msg, m)
-            for t, fill in self.extra.items():
-                fill(state, extras[t])
+            for t, (_, columns) in self.extra.items():
+                state[columns] = extras[t]
             state[self.task.layout.time] = (stamp - run['t0']) * 1e-9
             run['skipped_ticks'] += tick - run['last_tick'] - 1
             run['last_tick'] = tick
@@ -216,10 +256,21 @@ class JointStateEpisodes:
             run['stamps'].append(stamp)
             run['log_times'].append(m.log_time)
             run['files'].add(m.file)
-        if waiting:
-            self.notes.append(f'{waiting} joint state(s) before the first message on '
-                              f'{", ".join(self.extra)} skipped')
+        for why, count in skipped.items():
+            self.notes.append(f'{count} joint state(s) skipped: input {why}')
         return self._segments(runs), self.notes
+
+    def _unusable(self, latest, log_time):
+        """Why the inputs cannot complete a state at `log_time`, or None."""
+        for t, (spec, _) in self.extra.items():
+            got = latest.get(t)
+            if got is None:
+                return f'{spec.name}: no message yet on {t}'
+            if got[0] is None:
+                return got[1]
+            if spec.max_age and log_time - got[0] > spec.max_age * 1e9:
+                return f'{spec.name}: older than its max_age {spec.max_age:g} s'
+        return None
 
     def _segments(self, runs):
         episodes, dropped = [], 0

@@ -179,7 +179,8 @@ def default_workers(threads: int, episodes: int) -> int:
 # --- bags -> shard ------------------------------------------------------------------------------
 def relabel_bags(bag_paths, run_cfg, policy_path, out, workers: int | None = None,
                  source: str = 'auto', full_state_topic=None, joint_states_topic=None,
-                 episode_gap: float = 1.0, ignore_joints=(), threads: int | None = None,
+                 episode_gap: float = 1.0, ignore_joints=(), input_topics=None,
+                 threads: int | None = None,
                  progress: bool = True, log=print) -> dict:
     """Read `bag_paths`, relabel every episode, save the shard to `out`; returns a summary."""
     from ..learning.dataset import Dataset, LabeledRollout
@@ -191,7 +192,8 @@ def relabel_bags(bag_paths, run_cfg, policy_path, out, workers: int | None = Non
         reader = BagReader(path)
         found, notes = load_episodes(
             reader, task, source, full_state_topic or protocol.FULL_STATE,
-            joint_states_topic or protocol.JOINT_STATES, episode_gap, ignore_joints)
+            joint_states_topic or protocol.JOINT_STATES, episode_gap, ignore_joints,
+            input_topics)
         lines = reader.report() + notes
         bag_notes[str(reader.path)] = lines
         for line in lines:

@@ -30,10 +30,19 @@ def cmd_launch(args):
     return Launcher(nodes).run()
 
 
+def name_topic(text: str) -> tuple:
+    """'goal=/my_goal' -> ('goal', '/my_goal')."""
+    name, sep, topic = text.partition('=')
+    if not (sep and name and topic):
+        raise argparse.ArgumentTypeError(f'expected NAME=TOPIC, got {text!r}')
+    return name, topic
+
+
 def cmd_record(args):
     from ..ros.nodes.common import spin
     from ..ros.nodes.recorder_node import RecorderNode
     settings = {'topics': args.topics or [''], 'sim': args.sim, 'controller': args.controller,
+                'bundle': args.bundle or '',
                 'output': args.output or '', 'max_bag_size': args.max_bag_size,
                 'max_bag_duration': args.max_bag_duration, 'flush_period': args.flush_period}
 
@@ -50,6 +59,7 @@ def cmd_relabel(args):
                            source=args.source, full_state_topic=args.full_state_topic,
                            joint_states_topic=args.joint_states_topic,
                            episode_gap=args.episode_gap, ignore_joints=args.ignore_joint or (),
+                           input_topics=dict(args.input_topic or ()),
                            threads=args.threads, progress=not args.quiet)
     workers = 'Ray worker(s)' if cfg.workers.backend == 'ray' else 'worker process(es)'
     print(f'relabeled {summary["episodes"]} episode(s), {summary["states"]} states in '
@@ -109,6 +119,8 @@ def add_parsers(sub):
                    'physics state (exact relabeling)')
     p.add_argument('--controller', default='effort_controller', help='controller whose '
                    'commands topic is recorded by default')
+    p.add_argument('--bundle', metavar='ONNX', help="also record the inputs this policy bundle "
+                   "reads (an object's pose, a goal: the topics it declares)")
     p.add_argument('--max-bag-size', type=int, default=0, metavar='BYTES',
                    help='start a new file at this size (0: never)')
     p.add_argument('--max-bag-duration', type=float, default=0.0, metavar='SECONDS',
@@ -134,6 +146,9 @@ def add_parsers(sub):
                    help='/joint_states: a longer gap between stamps starts a new episode')
     p.add_argument('--ignore-joint', action='append', metavar='NAME',
                    help='/joint_states: a joint the model lacks to ignore (repeatable)')
+    p.add_argument('--input-topic', action='append', type=name_topic, metavar='NAME=TOPIC',
+                   help="/joint_states: the topic an input of the task's was recorded on, if "
+                   'remapped (repeatable; default: the declared topic)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     p.set_defaults(func=cmd_relabel)
 

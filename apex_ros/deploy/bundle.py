@@ -8,11 +8,14 @@ JSON under the ONNX metadata key `apex_ros`, holds:
             mean, std}          (normalization is part of the graph; mean/std for reference)
   action:  {joints: [...actuated joint names, command order...], dim, low, high}
   control: {rate_hz, frame_skip}
+  inputs:  [{name, type, topic, frame, max_age, fills}, ...]  external inputs besides
+            /joint_states (apex_ros.deploy.inputs); absent in older bundles: none
 """
 
 import numpy as np
 
 from ..errors import ApexError
+from .inputs import InputSpec, check_inputs
 from .observation import parse_term
 from .onnx_session import make_session, read_metadata
 
@@ -40,6 +43,9 @@ def signature_differences(meta: dict, expected: dict) -> list[str]:
         a, b = np.asarray(meta['action'][key]), np.asarray(expected['action'][key])
         if a.shape != b.shape or not np.allclose(a, b):
             diffs.append(f'action {key}: bundle {a.tolist()}, expected {b.tolist()}')
+    ia, ib = meta.get('inputs', []), expected.get('inputs', [])
+    if ia != ib:
+        diffs.append(f'inputs: bundle {ia}, expected {ib}')
     ra, rb = meta['control']['rate_hz'], expected['control']['rate_hz']
     if not np.isclose(ra, rb):
         diffs.append(f'control rate: bundle {ra} Hz, expected {rb} Hz')
@@ -63,6 +69,7 @@ class PolicyBundle:
         self.act_dim = int(self.meta['action']['dim'])
         self.action_low = np.asarray(self.meta['action']['low'], dtype=np.float64)
         self.action_high = np.asarray(self.meta['action']['high'], dtype=np.float64)
+        self.inputs = self._parse_inputs()
 
     def _validate_schema(self):
         m = self.meta
@@ -93,6 +100,17 @@ class PolicyBundle:
         if problems:
             raise BundleError(f'{self.path}: inconsistent bundle: ' + '; '.join(problems))
 
+    def _parse_inputs(self) -> list:
+        declared = self.meta.get('inputs', [])
+        if not isinstance(declared, list):
+            raise BundleError(f'{self.path}: metadata field inputs: expected a list, got '
+                              f'{declared!r}')
+        try:
+            return check_inputs([InputSpec.from_meta(d, f'inputs[{i}]')
+                                 for i, d in enumerate(declared)])
+        except ApexError as e:
+            raise BundleError(f'{self.path}: metadata field {e}') from None
+
     def __call__(self, obs) -> np.ndarray:
         x = np.asarray(obs, dtype=np.float32)
         return self.session.run(None, {self._input: x})[0].astype(np.float64)
@@ -116,7 +134,8 @@ class PolicyBundle:
 
     def required_joints(self) -> list:
         """Every joint the policy reads (observation) or commands (action), in first-use order."""
-        names = [parse_term(t).joint for t in self.obs_terms] + self.joints
+        filled = {t for spec in self.inputs for t in spec.fills}
+        names = [parse_term(t).joint for t in self.obs_terms if t not in filled] + self.joints
         return list(dict.fromkeys(names))
 
     def check_signature(self, expected: dict):

@@ -8,8 +8,31 @@ import onnx
 import torch
 
 from .. import __version__
+from ..errors import ApexError
 from ..files import atomic_write_bytes
 from .bundle import FORMAT, FORMAT_VERSION, METADATA_KEY, PolicyBundle
+from .inputs import check_inputs, uncovered_terms
+
+
+def task_inputs(task) -> list:
+    """The task's declared inputs, checked against its model and observation: each filled
+    term is a state coordinate of the task and, when the task declares inputs, every
+    observation term /joint_states cannot carry is filled by one (else ApexError naming the
+    terms). A task declaring none (humanoid_standup: simulation only) keeps its bundles as
+    before; an executor refuses those naming the terms it cannot observe."""
+    from ..sim.observation import Observation
+    specs = check_inputs(list(task.inputs()), f'task {task.name}: inputs')
+    for i, spec in enumerate(specs):
+        try:
+            Observation(task.model, spec.fills, task.layout)
+        except ApexError as e:
+            raise ApexError(f'task {task.name}: inputs[{i}] ({spec.name}).fills: {e}') from None
+    uncovered = uncovered_terms(task.observation.terms, specs)
+    if specs and uncovered:
+        raise ApexError(f'task {task.name}: observation terms {uncovered} come neither from '
+                        '/joint_states nor from a declared input (Task.inputs); a deployed '
+                        'policy could not observe them')
+    return specs
 
 
 def task_signature(task) -> dict:
@@ -20,6 +43,7 @@ def task_signature(task) -> dict:
         'action': {'joints': task.actuated_joints(), 'dim': task.nu,
                    'low': task.action_low.tolist(), 'high': task.action_high.tolist()},
         'control': {'rate_hz': 1.0 / task.dt, 'frame_skip': task.frame_skip},
+        'inputs': [spec.to_meta() for spec in task_inputs(task)],
     }
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import ApexError
 
 KINDS = ('qpos', 'qvel', 'cos', 'sin', 'extra')
-_TERM = re.compile(r'^([^:]*):([A-Za-z0-9_./-]+)(?:\[(\d+)\])?$')
+_TERM = re.compile(r'^([^:]*):([A-Za-z0-9_./:-]+)(?:\[(\d+)\])?$')  # names: 'object0:joint'
 
 
 @dataclasses.dataclass(frozen=True)

@@ -68,6 +68,12 @@ def command_topic(controller: str) -> str:
     return f'/{controller}/commands'
 
 
+def sim_input_topic(topic: str) -> str:
+    """Where the sim node takes a new value of an input that is task state it cannot measure
+    (a goal: '/goal' -> '/sim/goal'); it publishes the input itself on `topic`."""
+    return '/sim' + topic
+
+
 def service(node: str, private_name: str) -> str:
     """The absolute name of `node`'s private service: service('sim', RESET) -> '/sim/reset'."""
     return f'/{node}/{private_name.removeprefix("~/")}'
@@ -81,6 +87,12 @@ STATE_PUB_QOS = {'reliability': 'reliable', 'depth': 10}    # state publishers (
 # loopback packet, evicted before the retransmission) and waited out its timeout. Writer and
 # reader keep more than a whole episode of the longest task (halfcheetah: 1001 states).
 FULL_STATE_QOS = {'reliability': 'reliable', 'depth': 2000}
+# Inputs besides /joint_states (apex_ros.deploy.inputs): a stream (max_age > 0: an object's
+# pose from perception) is taken best effort, the latest is all that counts; a one-shot input
+# (max_age 0: a goal sent once) reliably. Publishers offer reliable, which matches both.
+INPUT_STREAM_QOS = {'reliability': 'best_effort', 'depth': 1}
+INPUT_ONESHOT_QOS = {'reliability': 'reliable', 'depth': 1}
+INPUT_PUB_QOS = {'reliability': 'reliable', 'depth': 10}
 COMMAND_QOS = {'reliability': 'reliable', 'depth': 1}       # command publishers
 BUNDLE_QOS = {'reliability': 'reliable', 'depth': 1, 'durability': 'transient_local'}
 EVENT_QOS = {'reliability': 'reliable', 'depth': 100}       # rewards, returns

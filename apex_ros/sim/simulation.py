@@ -10,6 +10,7 @@ import copy
 import mujoco
 import numpy as np
 
+from ..errors import ApexError
 from .state import get_state, set_state
 
 
@@ -20,6 +21,7 @@ class Simulation:
         self.data = mujoco.MjData(self.model)
         self.extra = task.initial_extra()
         self.steps = 0
+        self._substeps = 0   # physics substeps into the current control step (`substep`)
 
     def reset(self, seed: int | None = None, state=None, warmstart=None):
         """Randomized initial state from `seed`, or exactly `state` (nstate,) if given."""
@@ -36,7 +38,7 @@ class Simulation:
         self._apply_extra()
         if warmstart is not None:
             self.data.qacc_warmstart[:] = warmstart
-        self.steps = 0
+        self.steps = self._substeps = 0
         return self.state()
 
     def _apply_extra(self):
@@ -82,14 +84,34 @@ class Simulation:
         self.steps += 1
         return self.state()
 
+    def substep(self, action, nstep: int) -> np.ndarray:
+        """Apply `action` (clipped to bounds) for `nstep` of a control step's frame_skip physics
+        substeps, as a robot's driver servos faster than the policy commands; every frame_skip
+        substeps count as one control step. Only for tasks whose action is the control."""
+        task = self.task
+        if task.drives_targets:
+            raise ApexError(f'task {task.name}: its action is integrated per control step '
+                            '(actuate); it cannot be applied for part of one')
+        self.data.ctrl[:] = np.clip(np.asarray(action, dtype=np.float64), task.action_low,
+                                    task.action_high)
+        mujoco.mj_step(self.model, self.data, nstep=nstep)
+        self._substeps += nstep
+        if self._substeps >= task.frame_skip:
+            self._substeps -= task.frame_skip
+            self.steps += 1
+        return self.state()
+
+    def reward(self, before, after, action) -> float:
+        """The task's reward of one control step from state `before` to `after`."""
+        task = self.task
+        action = np.clip(np.asarray(action, dtype=np.float64), task.action_low, task.action_high)
+        return float(task.reward(np.stack([before, after])[None], action[None, None])[0, 0])
+
     def step(self, action) -> tuple:
         """Apply `action` (clipped to bounds) for one control step; returns (reward, state)."""
-        task = self.task
         before = self.state()
         after = self.advance(action)
-        action = np.clip(np.asarray(action, dtype=np.float64), task.action_low, task.action_high)
-        reward = float(task.reward(np.stack([before, after])[None], action[None, None])[0, 0])
-        return reward, after
+        return self.reward(before, after, action), after
 
     @property
     def done(self) -> bool:

@@ -90,6 +90,14 @@ class Task:
         """Extra state of a state built from joints alone (a robot's /joint_states)."""
         return np.zeros(self.layout.extra_size)
 
+    def inputs(self) -> tuple:
+        """The external inputs a deployment reads besides /joint_states
+        (apex_ros.deploy.inputs.InputSpec: an object's pose, a goal), mapped into state
+        coordinates. Every observation term /joint_states cannot carry (extra:*, coordinates of
+        free or ball joints) must be filled by one, else export refuses the task. Default:
+        none."""
+        return ()
+
     def obs_terms(self) -> tuple:
         """Observation layout; default: every qpos then every qvel coordinate."""
         return joint_terms(self.model, 'qpos') + joint_terms(self.model, 'qvel')

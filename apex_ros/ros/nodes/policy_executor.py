@@ -26,14 +26,21 @@ Semantics
 - The robot's joints are read from the `robot_joints` parameter (checked at configure) or else
   from the first joint state; a bundle that needs joints the robot lacks is refused, naming them
   (each /joint_states message must carry all the joints, as joint_state_broadcaster's do).
+- Inputs besides /joint_states: the node subscribes to exactly the inputs the bundle declares
+  (apex_ros.deploy.inputs: an object's pose, a goal; each on parameter `inputs.<name>.topic`,
+  default the declared topic) and holds, naming the input and why, while any is missing, older
+  than its max_age, in another frame than declared or non-finite: a command is never computed
+  from a partial observation. `input_status()` gives each input's age and status.
 - Hot-swap: a path on bundle_topic (transient local: the latest announcement, also one latched
   before configure, replaces the configured bundle) or a new `bundle` parameter value is loaded
   and validated (same task, control rate and command joints, robot has its joints, the
-  observation is computable, one trial inference) before a single reference assignment swaps it
-  in; a bad bundle is refused with a log and the running one keeps going.
+  observation is computable, the same inputs (names and types), one trial inference) before a
+  single reference assignment swaps it in; a bad bundle is refused with a log and the running
+  one keeps going.
 """
 import collections
 import functools
+import importlib
 import math
 import signal
 import sys
@@ -54,7 +61,7 @@ from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool
 
 from ...deploy.bundle import BundleError, PolicyBundle
-from ...deploy.observation import JointObservation
+from ...deploy.inputs import InputObservation, received
 from ...errors import ApexError
 from .. import protocol, qos
 from .common import float64_array
@@ -105,7 +112,7 @@ class PolicyExecutor(Node):
     def _reset(self):
         self._configured = self._active = False
         self._policy = self._state = self._timer = self._pub = None
-        self._subs = []
+        self._subs, self._inputs, self._latest_inputs = [], {}, {}
         self._cmd_joints = self._robot_joints = self._positions = None
         self._holding, self._hold_cmd, self._last_log = False, None, {}
 
@@ -151,10 +158,13 @@ class PolicyExecutor(Node):
             self.create_subscription(JointState, p['joint_states_topic'], self._on_state,
                                      qos.STATE),
             self.create_subscription(String, p['bundle_topic'], self._on_bundle, qos.BUNDLE)]
+        self._subscribe_inputs(policy)
         self._configured = True
+        inputs = ', '.join(f'{name} on {topic}' for name, topic in policy.obs.topics.items())
         log.info(f'configured: {self._describe(bundle)}, {p["trigger"]} trigger at '
                  f'{rate:g} Hz, state_timeout {self._timeout * 1e3:g} ms, hold={p["hold"]}, '
-                 f'commands {self._cmd_joints} on {self._pub.topic_name}')
+                 f'commands {self._cmd_joints} on {self._pub.topic_name}'
+                 + (f', inputs {inputs}' if inputs else ''))
         return SUCCESS
 
     @logged
@@ -204,6 +214,37 @@ class PolicyExecutor(Node):
             self.destroy_lifecycle_publisher(self._pub)
         self._reset()
 
+    # Inputs ----------------------------------------------------------------------------------
+
+    def _input_topic(self, spec) -> str:
+        """The topic of a declared input: parameter inputs.<name>.topic (declared on first use,
+        default the bundle's topic)."""
+        name = f'inputs.{spec.name}.topic'
+        if not self.has_parameter(name):
+            self.declare_parameter(name, spec.topic)
+        return self.get_parameter(name).value
+
+    def _subscribe_inputs(self, policy):
+        for spec in policy.bundle.inputs:
+            package, _, type_name = spec.type.partition('/')
+            msg_type = getattr(importlib.import_module(f'{package}.msg'), type_name)
+            profile = qos.INPUT_STREAM if spec.max_age > 0 else qos.INPUT_ONESHOT
+            self._subs.append(self.create_subscription(
+                msg_type, policy.obs.topics[spec.name], functools.partial(self._on_input, spec),
+                profile))
+            self._inputs[spec.name] = spec.type
+
+    def _on_input(self, spec, msg):
+        self._latest_inputs[spec.name] = received(spec, time.monotonic(), msg)
+
+    def input_status(self) -> list:
+        """[apex_ros.deploy.inputs.InputStatus (name, topic, age s, limit s, status, why)] of
+        the running bundle's inputs; [] without inputs or bundle."""
+        policy = self._policy
+        if policy is None:
+            return []
+        return policy.obs.status(self._latest_inputs, time.monotonic())
+
     # Bundles ---------------------------------------------------------------------------------
 
     @staticmethod
@@ -217,9 +258,13 @@ class PolicyExecutor(Node):
         bundle = PolicyBundle(path)
         joints, problems = bundle.joints, []
         try:
-            obs = JointObservation(bundle.obs_terms)
+            obs = InputObservation(bundle.obs_terms, bundle.inputs,
+                                   {spec.name: self._input_topic(spec) for spec in bundle.inputs})
         except ApexError as e:
             problems.append(str(e))
+        declared = {spec.name: spec.type for spec in bundle.inputs}
+        if self._configured and declared != self._inputs:
+            problems.append(f'it reads inputs {declared}, this node subscribes {self._inputs}')
         if self._cmd_joints is not None and (sorted(joints) != sorted(self._cmd_joints)):
             problems.append(f'it commands joints {joints}, the controller takes '
                             f'{self._cmd_joints}')
@@ -328,7 +373,8 @@ class PolicyExecutor(Node):
         if state is None:
             return None, ('no_state', f'no joint state received on {self._state_topic}')
         stamp, msg = state
-        age = time.monotonic() - stamp
+        now = time.monotonic()
+        age = now - stamp
         if age > self._timeout:
             return None, ('stale', f'joint state is {age * 1e3:.0f} ms old '
                                    f'(state_timeout {self._timeout * 1e3:g} ms)')
@@ -336,8 +382,12 @@ class PolicyExecutor(Node):
         if npos != n or nvel not in (0, n):
             return None, ('invalid_state', f'joint state has {n} names, {npos} positions, '
                                            f'{nvel} velocities')
+        if policy.bundle.inputs:
+            problem = policy.obs.problem(self._latest_inputs, now)
+            if problem is not None:
+                return None, (f'input_{problem.status}:{problem.name}', problem.describe())
         try:
-            obs = policy.obs(msg.name, msg.position, msg.velocity)
+            obs = policy.obs(msg.name, msg.position, msg.velocity, self._latest_inputs, now)
         except ValueError as e:
             return None, ('invalid_state', f'invalid joint state: {e}')
         action = policy.bundle.act(obs)

@@ -7,7 +7,8 @@ apex_ros.bags.BagWriter: a rosbag2 directory with metadata.yaml (v9) and MCAP fi
 offered QoS profiles and type hashes as the graph reports them.
 
 Parameters: topics (default: /joint_states and /<controller>/commands, plus the full-state
-topic when sim is true), output (default rosbag2_<date>-<time>), max_bag_size (bytes),
+topic when sim is true, plus the input topics a policy bundle declares when bundle is its
+path: an object's pose, a goal), output (default rosbag2_<date>-<time>), max_bag_size (bytes),
 max_bag_duration (s), flush_period (s: the most a hard kill can lose), depth (subscription
 queue), start_paused. Services ~/pause, ~/resume, ~/split_bagfile (std_srvs/Trigger).
 SIGINT/SIGTERM close the bag cleanly (metadata.yaml written, nothing truncated).
@@ -32,8 +33,11 @@ from .. import protocol
 from .common import spin
 
 
-def default_topics(controller: str, sim: bool) -> list:
+def default_topics(controller: str, sim: bool, bundle: str = '') -> list:
     chosen = [protocol.JOINT_STATES, protocol.command_topic(controller)]
+    if bundle:
+        from ...deploy.bundle import PolicyBundle
+        chosen += [spec.topic for spec in PolicyBundle(bundle).inputs]
     return chosen + [protocol.FULL_STATE] if sim else chosen
 
 
@@ -88,7 +92,7 @@ class RecorderNode(Node):
         controller = p('controller', protocol.DEFAULT_CONTROLLER)
         sim = p('sim', False)
         requested = [t for t in p('topics', ['']) if t]
-        self.wanted = requested or default_topics(controller, sim)
+        self.wanted = requested or default_topics(controller, sim, p('bundle', ''))
         output = p('output', '') or default_output()
         self.depth = p('depth', 100)
         self.paused = p('start_paused', False)

@@ -5,13 +5,26 @@ and the full physics state (apex_ros.ros.protocol.FULL_STATE), subscribes the fo
 command topic /<controller>/commands (Float64MultiArray in actuator order).
   mode=lockstep: one control step per received command, as fast as the commander runs;
                  /clock carries the simulation time.
-  mode=realtime: steps at the task's control rate, holding the last command; after
-                 command_timeout without a command it applies the hold command (zeros).
+  mode=realtime: runs in real time, holding the last command; after command_timeout without
+                 a command it applies the hold command (zeros). state_rate (Hz, 0: the
+                 control rate) is how often it publishes /joint_states, with the physics
+                 stepped in between and a command applied from the next tick on, as a
+                 robot's driver does (e.g. 500 Hz under a 50 Hz policy); it must divide the
+                 task's physics rate into whole substeps of a control step. The full state
+                 and the reward come once per control step.
+The task's inputs besides joint states (Task.inputs: an object's pose, a goal) are published
+with every joint state from the simulated state, standing in for perception or motion capture:
+same types, topics (parameter inputs.<name>.topic) and frames as declared, stamped with the
+simulation time. An input that is task state the simulation cannot measure (it fills only
+extra:* terms: a goal) is also taken on protocol.sim_input_topic(topic) ('/sim/goal'): a
+message in the declared frame sets that state (Simulation.set_extra).
 ~/reset (std_srvs/Trigger) starts a new episode (seed = seed + episode index) and replies
 with its id and seed (apex_ros.ros.protocol.pack_reset_reply). Rewards and
 the episode return are published for monitoring. A command of the wrong length or with
 non-finite values is rejected with a logged reason and nothing is applied.
 """
+import functools
+import importlib
 import sys
 
 import numpy as np
@@ -24,7 +37,9 @@ from std_srvs.srv import Trigger
 
 from ...config.layers import split_sets
 from ...config.run import load_run_config
-from ...sim.observation import JointStates
+from ...deploy.inputs import check_inputs, fill_message, message_values
+from ...deploy.observation import parse_term
+from ...sim.observation import JointStates, Observation
 from ...sim.simulation import Simulation
 from .. import protocol, qos
 from .common import float64_array, spin
@@ -47,6 +62,7 @@ class SimNode(Node):
         self.seed = p('seed', 0).value
         self.auto_reset = p('auto_reset', False).value
         self.republish_period = p('state_republish', 1.0).value
+        state_rate = p('state_rate', 0.0).value
         if self.mode not in ('lockstep', 'realtime'):
             raise ValueError(f"parameter mode: 'lockstep' or 'realtime', got {self.mode!r}")
 
@@ -57,6 +73,7 @@ class SimNode(Node):
         self.joints = JointStates.of(self.task)
         self.actuated = self.task.actuated_joints()
         self.hold = np.zeros(self.task.nu)
+        self.ticks_per_step = self._ticks_per_step(state_rate)
 
         self.pub_joints = self.create_publisher(JointState, protocol.JOINT_STATES, qos.STATE_PUB)
         self.pub_full = self.create_publisher(Float64MultiArray, protocol.FULL_STATE,
@@ -68,23 +85,78 @@ class SimNode(Node):
         self.create_subscription(Float64MultiArray, self.command_topic, self.on_command,
                                  qos.COMMAND)
         self.create_service(Trigger, protocol.RESET, self.on_reset)
+        self.inputs = self._make_inputs()
 
         self.episode = -1
         self.last_command, self.last_command_time = None, None
         self._reset()
         if self.mode == 'realtime':
-            self.create_timer(self.task.dt, self.on_tick)
+            self.create_timer(self.task.dt / self.ticks_per_step, self.on_tick)
         elif self.republish_period > 0:
             self.create_timer(self.republish_period, self.on_idle)
         self.get_logger().info(
-            f'{self.task_name}: {self.mode} at {1 / self.task.dt:.1f} Hz, commands on '
-            f'{self.command_topic} for joints {self.actuated}')
+            f'{self.task_name}: {self.mode} at {1 / self.task.dt:.1f} Hz'
+            + (f' (joint states at {self.ticks_per_step / self.task.dt:g} Hz)'
+               if self.ticks_per_step > 1 else '')
+            + f', commands on {self.command_topic} for joints {self.actuated}'
+            + ''.join(f', {spec.name} on {pub.topic_name}' for spec, _, pub in self.inputs))
+
+    def _ticks_per_step(self, state_rate) -> int:
+        """State publications per control step for parameter state_rate."""
+        task = self.task
+        if state_rate <= 0 or self.mode == 'lockstep':
+            return 1
+        ticks = round(state_rate * task.dt)
+        rates = [f'{k / task.dt:g}' for k in range(1, task.frame_skip + 1)
+                 if task.frame_skip % k == 0]
+        if ticks < 1 or abs(ticks - state_rate * task.dt) > 1e-6 or task.frame_skip % ticks:
+            raise ValueError(f'parameter state_rate: {state_rate:g} Hz does not split a '
+                             f'control step of {task.name} ({task.frame_skip} physics '
+                             f'substeps) evenly; possible: {", ".join(rates)} Hz')
+        if ticks > 1 and task.drives_targets:
+            raise ValueError(f'parameter state_rate: task {task.name} integrates its action '
+                             'per control step (actuate); state_rate must be its control rate')
+        return ticks
+
+    # --- inputs besides joint states ------------------------------------------------------
+    def _make_inputs(self):
+        """[(spec, state columns, publisher)]; subscribes the set topics of goal-like inputs."""
+        task, out = self.task, []
+        for spec in check_inputs(list(task.inputs()), f'task {task.name}: inputs'):
+            package, _, type_name = spec.type.partition('/')
+            msg_type = getattr(importlib.import_module(f'{package}.msg'), type_name)
+            topic = self.declare_parameter(f'inputs.{spec.name}.topic', spec.topic).value
+            columns = Observation(task.model, spec.fills, task.layout).columns
+            out.append((spec, columns, self.create_publisher(msg_type, topic, qos.INPUT_PUB)))
+            if all(parse_term(t).kind == 'extra' for t in spec.fills):
+                self.create_subscription(msg_type, protocol.sim_input_topic(topic),
+                                         functools.partial(self.on_set_input, spec),
+                                         qos.COMMAND)
+        return out
+
+    def on_set_input(self, spec, msg):
+        """A new value of a goal-like input: its extra-state coordinates set in the sim."""
+        values = message_values(spec, msg)
+        if msg.header.frame_id != spec.frame or not np.all(np.isfinite(values)):
+            self.get_logger().warning(
+                f'rejected {spec.name}: frame_id {msg.header.frame_id!r} (expected '
+                f'{spec.frame!r}), values {values.tolist()}')
+            return
+        state, layout = self.sim.state(), self.task.layout
+        blocks = {}
+        for term, value in zip(spec.fills, values):
+            parsed = parse_term(term)
+            block = blocks.setdefault(parsed.joint, state[layout.extra[parsed.joint]].copy())
+            block[parsed.index or 0] = value
+        for name, block in blocks.items():
+            self.sim.set_extra(name, block)
+        self.get_logger().info(f'{spec.name} set to {values.tolist()}')
 
     # --- episode ----------------------------------------------------------------------------
     def _reset(self):
         self.episode += 1
         self.sim.reset(self.seed + self.episode)
-        self.ret = 0.0
+        self.ret, self.substeps = 0.0, 0
         self.last_command, self.last_activity = None, self.get_clock().now()
         self.publish_state()
 
@@ -122,7 +194,19 @@ class SimNode(Node):
         if self.last_command is not None and not fresh:
             self.get_logger().warning('command timeout: applying the hold command',
                                       throttle_duration_sec=2.0)
-        self.step(self.last_command if fresh else self.hold)
+        command = self.last_command if fresh else self.hold
+        if self.ticks_per_step == 1:
+            self.step(command)
+            return
+        if self.substeps == 0:
+            self.step_start = self.sim.state()
+        self.sim.substep(command, self.task.frame_skip // self.ticks_per_step)
+        self.substeps += 1
+        if self.substeps < self.ticks_per_step:
+            self.publish_joints()
+            return
+        self.substeps = 0
+        self.end_step(self.sim.reward(self.step_start, self.sim.state(), command))
 
     def on_idle(self):
         """Lockstep: if no command came for a while, re-send the state (a best-effort state
@@ -133,6 +217,9 @@ class SimNode(Node):
 
     def step(self, command):
         reward, _ = self.sim.step(command)
+        self.end_step(reward)
+
+    def end_step(self, reward):
         self.ret += reward
         self.last_activity = self.get_clock().now()
         self.pub_reward.publish(Float64(data=reward))
@@ -142,7 +229,8 @@ class SimNode(Node):
             self.get_logger().info(f'episode {self.episode} return {self.ret:.2f}')
 
     # --- state out --------------------------------------------------------------------------
-    def publish_state(self):
+    def publish_joints(self):
+        """/joint_states and the inputs besides them, stamped with the simulation time."""
         d = self.sim.data
         t = stamp(d.time)
         if self.mode == 'lockstep':
@@ -152,6 +240,16 @@ class SimNode(Node):
                         velocity=velocities.tolist(), effort=efforts.tolist())
         js.header.stamp = t
         self.pub_joints.publish(js)
+        if self.inputs:
+            state = self.sim.state()
+            for spec, columns, pub in self.inputs:
+                msg = fill_message(spec, pub.msg_type(), state[columns])
+                msg.header.stamp = t
+                pub.publish(msg)
+
+    def publish_state(self):
+        """The joint states, inputs and the full state."""
+        self.publish_joints()
         self.pub_full.publish(float64_array(protocol.pack_full_state(protocol.FullState(
             self.episode, self.sim.steps, self.sim.state(), self.sim.warmstart()))))
 
