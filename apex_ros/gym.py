@@ -130,7 +130,8 @@ def register_all():
     """Register `apex_ros/<task>-v0` for every task the registry knows now."""
     for name in known_tasks():
         if env_id(name) not in gymnasium.registry:
-            gymnasium.register(env_id(name), entry_point=f'{__name__}:ApexEnv', kwargs={'task': name})
+            gymnasium.register(env_id(name), entry_point=f'{__name__}:ApexEnv',
+                               kwargs={'task': name})
 
 
 register_all()
