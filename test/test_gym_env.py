@@ -12,12 +12,14 @@ import gymnasium
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from test_rollout import target_task  # noqa: F401  (the fixture: a task using every hook)
 
 import apex_ros.gym
 from apex_ros import tasks
 from apex_ros.deploy.bundle import PolicyBundle
 from apex_ros.errors import ConfigError
 from apex_ros.sim.episodes import policy_actor, run_episode
+from apex_ros.sim.simulation import Simulation
 
 ROOT = Path(__file__).resolve().parents[1]
 # observations are unbounded, as in gymnasium's own MuJoCo envs; the checker warns about it
@@ -136,6 +138,32 @@ def test_halfcheetah_bundle_in_gymnasiums_env_returns_what_apex_ros_eval_reports
     result = _crosscheck().compare('halfcheetah_run', episodes=1, steps=None, progress=False)
     row = result['per_episode'][0]
     assert result['episode_steps'] == 1000 and row['gymnasium_steps'] == 1000
-    assert row['reset_equal']
+    assert row['reset_equal'] and row['observation_prefix_max_abs_diff'] < 1e-4
     assert row['gymnasium'] == pytest.approx(row['apex_ros'], rel=1e-6)
     assert row['apex_ros'] > 3000
+
+
+def test_humanoid_in_gymnasiums_env_differs_by_the_contact_impact_term_only():
+    """HumanoidStandup-v5 from the same seed: the same trajectory (same model and reset
+    noise), so its return is ours plus its contact-impact term, which ours leaves out."""
+    result = _crosscheck().compare('humanoid_standup', episodes=1, steps=60, progress=False)
+    row = result['per_episode'][0]
+    assert row['first_step_apart'] is None and row['gymnasium_steps'] == 60
+    assert row['left_out_terms'] < 0
+    assert row['gymnasium'] == pytest.approx(row['apex_ros'] + row['left_out_terms'], rel=1e-9)
+
+
+def test_a_task_with_extra_state_and_a_mapped_action(target_task):  # noqa: F811
+    """A goal, a per-episode model parameter and a mocap target driven by the action (the
+    hooks of test_rollout's tiny task): the env is the Simulation, extra state included."""
+    env = apex_ros.gym.ApexEnv(target_task)
+    check_env(env, skip_render_check=True)
+    assert env.action_space.shape == (2,) and target_task.model.nu == 1
+    sim = Simulation(target_task)
+    obs, _ = env.reset(seed=4)
+    np.testing.assert_array_equal(obs, target_task.observe(sim.reset(4)[None])[0])
+    for action in ([0.5, 1.0], [-1.0, 0.3], [2.0, -5.0]):
+        obs, reward, *_ = env.step(np.array(action))
+        expected_reward, state = sim.step(action)
+        assert reward == expected_reward
+        np.testing.assert_array_equal(obs, target_task.observe(state[None])[0])

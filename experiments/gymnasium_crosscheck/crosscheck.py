@@ -46,14 +46,17 @@ def eval_seeds(config_seed: int, episodes: int) -> list:
 def gymnasium_episode(env, task, policy, seed: int, steps: int) -> dict:
     """One episode of `policy` in the gymnasium env `env`, observing our observation of its
     MjData. -> returns, the trajectory's states (steps+1, nstate) and per-step rewards."""
-    env.reset(seed=seed)
+    their_obs, _ = env.reset(seed=seed)
     model, data = env.unwrapped.model, env.unwrapped.data
     states = [get_state(model, data)]
-    rewards, ours, extra = [], [], 0.0
+    rewards, ours, extra, obs_diff = [], [], 0.0, 0.0
     for _ in range(steps):
         obs = task.observe(states[-1][None])
+        # gymnasium's observation starts with the same qpos/qvel entries as ours (then, for
+        # the humanoid, com inertias, velocities and forces our observation lacks)
+        obs_diff = max(obs_diff, float(np.abs(their_obs[:obs.shape[1]] - obs[0]).max()))
         action = np.clip(policy(obs)[0], task.action_low, task.action_high)
-        _, reward, terminated, truncated, info = env.step(action)
+        their_obs, reward, terminated, truncated, info = env.step(action)
         states.append(get_state(model, data))
         rewards.append(reward)
         ours.append(task.reward(np.stack(states[-2:])[None], action[None, None])[0, 0])
@@ -62,6 +65,7 @@ def gymnasium_episode(env, task, policy, seed: int, steps: int) -> dict:
             break
     return {'return': float(np.sum(rewards)), 'our_reward_return': float(np.sum(ours)),
             'left_out_terms': float(extra), 'steps': len(rewards),
+            'observation_prefix_max_abs_diff': obs_diff,
             'terminated': bool(terminated), 'states': np.array(states)}
 
 
@@ -87,6 +91,8 @@ def compare(task_name: str, episodes: int, steps: int | None, seed: int | None =
                      'our_reward_on_gymnasium_trajectory': theirs['our_reward_return'],
                      'left_out_terms': theirs['left_out_terms'],
                      'gymnasium_steps': theirs['steps'], 'terminated': theirs['terminated'],
+                     'observation_prefix_max_abs_diff':
+                         theirs['observation_prefix_max_abs_diff'],
                      'reset_equal': bool(apart.size == 0 or apart[0] > 0),
                      'first_step_apart': int(apart[0]) if apart.size else None})
         if progress:
@@ -118,6 +124,8 @@ def summarize(rows) -> dict:
         'difference_gymnasium_minus_apex_ros': {
             'mean': float(diff.mean()), 'max_abs': float(np.abs(diff).max()),
             'mean_over_episode_std': float(diff.mean() / spread) if spread else None},
+        'observation_prefix_max_abs_diff':
+            max(r['observation_prefix_max_abs_diff'] for r in rows),
         'resets_equal': int(sum(r['reset_equal'] for r in rows)),
         'trajectories_identical': int(sum(r['first_step_apart'] is None for r in rows)),
     }
@@ -126,8 +134,9 @@ def summarize(rows) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('out', help='JSON file to write')
-    p.add_argument('--halfcheetah-episodes', type=int, default=20)
-    p.add_argument('--humanoid-episodes', type=int, default=5)
+    p.add_argument('--halfcheetah-episodes', type=int, default=200,
+                   help="as README's figure of the final halfcheetah policy")
+    p.add_argument('--humanoid-episodes', type=int, default=10)
     p.add_argument('--humanoid-steps', type=int, nargs='+', default=[1000, 500],
                    help='HumanoidStandup episode lengths to compare at (gymnasium: 1000, the '
                         'APEX paper: 500)')
