@@ -30,6 +30,7 @@ import mujoco
 import numpy as np
 
 from .config.run import load_run_config
+from .errors import ApexError
 from .sim.simulation import Simulation
 from .tasks import Task, known_tasks
 
@@ -42,7 +43,7 @@ def env_id(task_name: str) -> str:
     return f'{NAMESPACE}/{task_name}-v{VERSION}'
 
 
-def make_task(task: str, config=None, episode_steps: int | None = None,
+def configured_task(task: str, config=None, episode_steps: int | None = None,
               params: dict | None = None) -> Task:
     """The task as `apex-ros eval --task TASK [--config CONFIG] --set task.*=...` makes it."""
     task_section = {key: value for key, value in
@@ -58,8 +59,8 @@ class ApexEnv(gymnasium.Env):
     def __init__(self, task, config=None, episode_steps: int | None = None,
                  params: dict | None = None, render_mode: str | None = None,
                  width: int = 480, height: int = 480):
-        self.task = task if isinstance(task, Task) else make_task(task, config, episode_steps,
-                                                                  params)
+        self.task = task if isinstance(task, Task) else configured_task(task, config,
+                                                                       episode_steps, params)
         self.sim = Simulation(self.task)
         self.metadata = {**self.metadata, 'render_fps': round(1 / self.task.dt)}
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.task.obs_dim,),
@@ -68,10 +69,10 @@ class ApexEnv(gymnasium.Env):
                                                  self.task.action_high.astype(np.float32),
                                                  dtype=np.float32)
         if render_mode is not None and render_mode not in self.metadata['render_modes']:
-            raise ValueError(f'render_mode {render_mode!r}: supported: rgb_array')
+            raise ApexError(f'render_mode {render_mode!r}: supported: rgb_array')
         self.render_mode = render_mode
         self._size = (height, width)
-        self._renderer = None
+        self._renderer = self._camera = None
         self._states = []
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
