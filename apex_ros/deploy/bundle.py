@@ -6,18 +6,24 @@ JSON under the ONNX metadata key `apex_ros`, holds:
   format, format_version, package_version, task, apex_iteration, created,
   obs:     {terms: ['qpos:slider', 'cos:hinge', ...], dim, normalization: 'folded',
             mean, std}          (normalization is part of the graph; mean/std for reference)
-  action:  {joints: [...actuated joint names, command order...], dim, low, high}
+  action:  {joints: [...actuated joint names, command order (cartesian: the axes)...], dim,
+            low, high}
   control: {rate_hz, frame_skip}
+  command: the command interface (apex_ros.deploy.command): interface, message, controller,
+           low/high (joint limits included), frame/axes/scale for Cartesian targets
+Version 1 bundles (no `command`) still load, as effort bundles (command.legacy).
 """
 
 import numpy as np
 
 from ..errors import ApexError
+from . import command
 from .observation import parse_term
 from .onnx_session import make_session, read_metadata
 
 FORMAT = 'apex_ros.policy_bundle'
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 2 added the command interface
 METADATA_KEY = 'apex_ros'
 
 
@@ -40,6 +46,9 @@ def signature_differences(meta: dict, expected: dict) -> list[str]:
         a, b = np.asarray(meta['action'][key]), np.asarray(expected['action'][key])
         if a.shape != b.shape or not np.allclose(a, b):
             diffs.append(f'action {key}: bundle {a.tolist()}, expected {b.tolist()}')
+    ours, theirs = (m.get('command', {}).get('interface', 'effort') for m in (meta, expected))
+    if ours != theirs:
+        diffs.append(f'command interface: bundle {ours}, expected {theirs}')
     ra, rb = meta['control']['rate_hz'], expected['control']['rate_hz']
     if not np.isclose(ra, rb):
         diffs.append(f'control rate: bundle {ra} Hz, expected {rb} Hz')
@@ -69,9 +78,9 @@ class PolicyBundle:
         if m.get('format') != FORMAT:
             raise BundleError(f'{self.path}: metadata format {m.get("format")!r}, '
                               f'expected {FORMAT!r}')
-        if m.get('format_version') != FORMAT_VERSION:
+        if m.get('format_version') not in READABLE_VERSIONS:
             raise BundleError(f'{self.path}: bundle format version {m.get("format_version")}, '
-                              f'this apex_ros reads version {FORMAT_VERSION}')
+                              f'this apex_ros reads versions {READABLE_VERSIONS}')
         try:
             terms, dim = m['obs']['terms'], m['obs']['dim']
             joints, adim = m['action']['joints'], m['action']['dim']
@@ -92,6 +101,16 @@ class PolicyBundle:
             problems.append(f'graph output size {outputs[0].shape[-1]} != action.dim {adim}')
         if problems:
             raise BundleError(f'{self.path}: inconsistent bundle: ' + '; '.join(problems))
+        if m['format_version'] == 1:
+            self.command = command.legacy(low, high)
+        elif not isinstance(m.get('command'), dict):
+            raise BundleError(f'{self.path}: bundle metadata lacks field \'command\' (the '
+                              'command interface, required since format version 2)')
+        else:
+            try:
+                self.command = command.from_meta(m['command'], adim, self.path)
+            except ApexError as e:
+                raise BundleError(str(e)) from None
 
     def __call__(self, obs) -> np.ndarray:
         x = np.asarray(obs, dtype=np.float32)
@@ -116,7 +135,8 @@ class PolicyBundle:
 
     def required_joints(self) -> list:
         """Every joint the policy reads (observation) or commands (action), in first-use order."""
-        names = [parse_term(t).joint for t in self.obs_terms] + self.joints
+        names = [parse_term(t).joint for t in self.obs_terms]
+        names += self.joints if self.command.joint_space else []  # cartesian: axis labels
         return list(dict.fromkeys(names))
 
     def check_signature(self, expected: dict):
