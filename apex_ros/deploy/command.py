@@ -14,8 +14,8 @@ numpy only (the robot-side executor reads it). Stored in a bundle's metadata as 
   scale       (cartesian) metres (radians) of displacement per unit of action
   low, high   per command value: the bundle's action bounds intersected with the model's joint
               limits (position range, or actuator force range for effort), in command units
-              (cartesian: displacements); null = unbounded. The executor clamps every command
-              it publishes, holds included, to these.
+              (cartesian: action units, before `scale`); null = unbounded. The executor clamps
+              every command it publishes, holds included, to these.
 Bundles of format version 1 have no `command` block: they are effort bundles on
 effort_controller limited by their action bounds (LEGACY).
 """

@@ -67,13 +67,11 @@ def command_interface(task) -> command.CommandInterface:
     """The task's declared `command_interface` (a dict of the bundle's `command` fields
     without low/high), else one derived from its actuators: effort for motors, position for
     position servos. Limits: the action bounds intersected with the joints' limits
-    (cartesian: the action bounds x scale)."""
+    (cartesian: the action bounds)."""
     declared = dict(getattr(task, 'command_interface', None) or {})
     where = f'task {task.name}: command_interface'
     if declared.get('interface') == 'cartesian':
-        scale = float(declared.get('scale', 1.0))
-        declared.update(low=(task.action_low * scale).tolist(),
-                        high=(task.action_high * scale).tolist())
+        declared.update(low=task.action_low.tolist(), high=task.action_high.tolist())
         return command.from_meta(declared, task.nu, where)
     if task.drives_targets:
         raise ApexError(f'{where}: the task maps its action by actuate, so it must declare '

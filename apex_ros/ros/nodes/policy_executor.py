@@ -208,7 +208,7 @@ class PolicyExecutor(Node):
         self._watchdog = p['trigger'] == 'state' and p['state_watchdog']
         self._state_topic = p['joint_states_topic']
         self._policy, self._limits = policy, (policy.low, policy.high)
-        self._to_msg = self._message_builder(interface)
+        self._to_msg = self._message_builder(interface, bundle.meta['control']['rate_hz'])
         self._pub = self.create_lifecycle_publisher(
             MESSAGES[interface.message],
             protocol.command_topic(p['controller'] or interface.controller), qos.COMMAND)
@@ -327,7 +327,9 @@ class PolicyExecutor(Node):
             if bundle.task != current.bundle.task:
                 problems.append(f'task {bundle.task!r}, running {current.bundle.task!r}')
             new, old = (b.meta['control']['rate_hz'] for b in (bundle, current.bundle))
-            if self._rate_from_bundle and not math.isclose(new, old):
+            # a cartesian displacement is per control step of the bundle
+            if (self._rate_from_bundle or not bundle.command.joint_space) and \
+                    not math.isclose(new, old):
                 problems.append(f'control rate {new:g} Hz, running at {old:g} Hz')
         if problems:
             raise BundleError(f'{bundle.path}: ' + '; '.join(problems))
@@ -489,19 +491,20 @@ class PolicyExecutor(Node):
             self._pub.publish(self._to_msg(command))
             self._window.published += 1
 
-    def _message_builder(self, interface):
-        """-> a function: command (controller order, clamped) -> the interface's message."""
+    def _message_builder(self, interface, control_rate):
+        """-> a function: command (controller order, clamped) -> the interface's message. A
+        cartesian command is a displacement per control step of the bundle (`control_rate`)."""
         if interface.joint_space:
             def joint_message(command):
                 # array('d', bytes) takes rclpy's fast path (no per-element type checks)
                 return Float64MultiArray(data=array.array('d', command.tobytes()))
             return joint_message
         axes = [interfaces.AXES.index(a) for a in interface.axes]
-        rate = 1.0 / self._period
+        rate, scale = control_rate, interface.scale
 
         def cartesian_message(command):
             displacement = np.zeros(6)
-            displacement[axes] = command
+            displacement[axes] = command * scale
             header = Header(stamp=self.get_clock().now().to_msg(), frame_id=interface.frame)
             if interface.message == 'geometry_msgs/TwistStamped':
                 v = displacement * rate
