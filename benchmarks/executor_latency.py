@@ -12,14 +12,17 @@ command (all zeros) is measured against state_timeout (no hold within --stale s:
 
 --baseline REF runs the executor of git revision REF (its apex_ros package, extracted to a
 temporary directory) in the same run, alternating with this checkout's, so before/after ratios
-share the machine's load. The machine's speed is measured first: the physics time of one
-halfcheetah planning step (`apex-ros bench planner`, budget 100, 1 thread, --planner-steps
-steps).
+share the machine's load. --priority N adds this checkout's executor at realtime_priority N
+(SCHED_FIFO); --robot-priority N runs this process (the robot's side) at SCHED_FIFO N, so the
+state stream keeps its rate on a loaded machine, as a robot's driver would. The machine's
+speed is measured first: the physics time of one halfcheetah planning step (`apex-ros bench
+planner`, budget 100, 1 thread, --planner-steps steps).
 
     python benchmarks/executor_latency.py benchmarks/executor_latency.json --duration 10 \\
         --baseline 6502e84
 """
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -68,6 +71,25 @@ with open(sys.argv[2], 'w') as f:
     json.dump(times, f)
 '''
 NEIGHBOUR = 'while True: pass'
+# The floor: a plain rclpy node that answers each state with a constant command (no policy).
+ECHO = '''
+import sys
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+rclpy.init()
+node = rclpy.create_node('bench_echo')
+pub = node.create_publisher(Float64MultiArray, sys.argv[1], 1)
+command = Float64MultiArray(data=[0.5] * 6)
+node.create_subscription(JointState, '/joint_states', lambda m: pub.publish(command),
+                         QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+executor = SingleThreadedExecutor()
+executor.add_node(node)
+while rclpy.ok():
+    executor.spin_once(timeout_sec=0.1)
+'''
 
 
 def cpu_model():
@@ -174,12 +196,16 @@ def stop(proc):
 
 
 def run_config(robot, code, trigger, neighbour, args, log_dir):
-    label, pythonpath = code
+    label, pythonpath, params = code
     cmd = [sys.executable, '-m', 'apex_ros.ros.nodes.policy_executor', '--ros-args',
            '-r', '__node:=bench_executor', '-p', f'bundle:={args.bundle}',
            '-p', f'rate_hz:={float(args.rate)}', '-p', f'trigger:={trigger}',
            '-p', f'executor:={args.executor}', '-p', 'autostart:=true']
-    name = f'{label}_{trigger}_{"neighbour" if neighbour else "quiet"}'
+    for key, value in params.items():
+        cmd += ['-p', f'{key}:={value}']
+    if label == 'echo':
+        cmd = [sys.executable, '-c', ECHO, TOPIC]
+    name = f'{label}_{trigger}_{"neighbour" if neighbour else "quiet"}'.replace(' ', '_')
     log = open(os.path.join(log_dir, f'executor_{name}.log'), 'wb')
     env = {**os.environ, 'PYTHONPATH': pythonpath}
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -241,6 +267,13 @@ def main(argv=None):
                     help="the executor node's rclpy executor")
     ap.add_argument('--bundle', default=str(BUNDLE))
     ap.add_argument('--baseline', metavar='REF', help='also run the executor of git REF')
+    ap.add_argument('--priority', type=int, default=0,
+                    help="also run this checkout's executor at this realtime_priority")
+    ap.add_argument('--robot-priority', type=int, default=0,
+                    help="SCHED_FIFO priority of this process (the robot's side); 0: normal")
+    ap.add_argument('--repeats', type=int, default=1, help='alternating repeats of it all')
+    ap.add_argument('--floor', action='store_true',
+                    help='also a plain rclpy node answering each state (state trigger only)')
     ap.add_argument('--planner-steps', type=int, default=30,
                     help='planning steps of the machine-speed measurement (0: skip)')
     ap.add_argument('--logs', help="keep the executors' logs in this directory")
@@ -256,30 +289,37 @@ def main(argv=None):
               'per halfcheetah planning step', flush=True)
     rclpy.init()
     env['rmw'] = rclpy.get_rmw_implementation_identifier()
+    if args.robot_priority:  # every thread, the DDS ones rclpy.init started included
+        for tid in os.listdir('/proc/self/task'):
+            os.sched_setscheduler(int(tid), os.SCHED_FIFO, os.sched_param(args.robot_priority))
     results = []
     neighbours = {'both': (False, True), 'off': (False,), 'on': (True,)}[args.neighbour]
     with tempfile.TemporaryDirectory(prefix='executor-latency-') as tmp:
-        codes = [('current', str(ROOT))]
+        codes = [('current', str(ROOT), {})]
         if args.baseline:
             codes.append((f'baseline {args.baseline}',
-                          extract(args.baseline, Path(tmp) / 'baseline')))
+                          extract(args.baseline, Path(tmp) / 'baseline'), {}))
+        if args.floor:
+            codes.append(('echo', str(ROOT), {}))
+        if args.priority:
+            codes.append((f'current rt{args.priority}', str(ROOT),
+                           {'realtime_priority': args.priority}))
         robot = Robot(args.rate)
         times_path = os.path.join(tmp, 'listener.json')
         listener = subprocess.Popen([sys.executable, '-c', LISTENER, TOPIC, times_path])
         try:
             if not robot.spin_for(30, until=lambda: robot.node.count_subscribers(TOPIC) >= 2):
                 raise RuntimeError('the listener did not come up')
-            for trigger in args.triggers.split(','):
-                for neighbour in neighbours:
-                    for code in codes:  # alternating: the same load for both
-                        results.append(run_config(robot, code, trigger, neighbour, args,
-                                                  args.logs or tmp))
-                        r = results[-1]
-                        print(f'{r["code"]:>16s} {trigger:5s} '
-                              f'{"neighbour" if neighbour else "quiet":9s} p50 '
-                              f'{r["latency_ms"]["p50"]:.2f} p99 {r["latency_ms"]["p99"]:.2f} ms '
-                              f'hold after {r["stale"]["hold_after_last_state_ms"]} ms',
-                              flush=True)
+            for _, trigger, neighbour, code in itertools.product(
+                    range(args.repeats), args.triggers.split(','), neighbours, codes):
+                # codes innermost: alternating, so each sees the same load
+                if code[0] == 'echo' and trigger != 'state':
+                    continue
+                r = run_config(robot, code, trigger, neighbour, args, args.logs or tmp)
+                results.append(r)
+                print(f'{r["code"]:>16s} {trigger:5s} {"neighbour" if neighbour else "quiet":9s} '
+                      f'p50 {r["latency_ms"]["p50"]:.2f} p99 {r["latency_ms"]["p99"]:.2f} ms '
+                      f'hold after {r["stale"]["hold_after_last_state_ms"]} ms', flush=True)
         finally:
             stop(listener)
             robot.close()
@@ -288,7 +328,11 @@ def main(argv=None):
             times = np.array(json.load(f))
     for r in results:
         start, end = r.pop('window')
-        r['command_rate_hz'] = int(np.sum((times >= start) & (times < end))) / (end - start)
+        counted = int(np.sum((times >= start) & (times < end)))
+        r['command_rate_hz'] = counted / (end - start)
+        # Work per command: what decides whether the executor keeps up on a loaded machine.
+        r['executor_cpu_us_per_command'] = (r['executor_cpu_percent'] / 100 * r['seconds']
+                                            / max(counted, 1) * 1e6)
         lat = r['latency_ms']
         r['targets_met'] = {
             'p99_le_1ms': lat['p99'] <= 1.0,
@@ -297,7 +341,8 @@ def main(argv=None):
         print(f'{r["code"]:>16s} {r["trigger"]:5s} '
               f'{"neighbour" if r["neighbour"] else "quiet":9s} p50 {lat["p50"]:.3f} ms  '
               f'p99 {lat["p99"]:.3f} ms  commands {r["command_rate_hz"]:.1f} Hz  executor CPU '
-              f'{r["executor_cpu_percent"]:.0f} %  machine busy '
+              f'{r["executor_cpu_percent"]:.0f} % ({r["executor_cpu_us_per_command"]:.0f} us per '
+              f'command)  states {r["state_rate_hz"]:.0f} Hz  machine busy '
               f'{r["machine_cpu_busy_percent"]:.0f} %  hold after stop '
               f'{r["stale"]["hold_after_last_state_ms"]} ms', flush=True)
     env['load_after'] = os.getloadavg()
@@ -305,6 +350,8 @@ def main(argv=None):
         'benchmark': 'executor_latency', 'environment': env,
         'settings': {'rate_hz': args.rate, 'duration_s': args.duration, 'warmup_s': args.warmup,
                      'stale_s': args.stale, 'executor': args.executor, 'bundle': args.bundle,
+                     'priority': args.priority, 'robot_priority': args.robot_priority,
+                     'repeats': args.repeats,
                      'joints': JOINTS, 'state_qos': 'reliable, depth 1'},
         'results': results})
     return 0
