@@ -24,6 +24,7 @@ planner`, budget 100, 1 thread, --planner-steps steps).
 import argparse
 import itertools
 import json
+import math
 import os
 import platform
 import random
@@ -242,8 +243,11 @@ def run_config(robot, code, trigger, neighbour, args, log_dir):
         'code': label, 'trigger': trigger, 'neighbour': neighbour, 'seconds': elapsed,
         'states_sent': robot.states, 'state_rate_hz': robot.states / elapsed,
         'commands_received': robot.commands, 'hold_commands': robot.holds,
-        'latency_ms': {**{f'p{q:g}': float(np.percentile(lat, q)) for q in (50, 90, 99, 99.9)},
-                       'mean': float(lat.mean()), 'max': float(lat.max())},
+        # nan when no policy command came back (the executor held the whole window)
+        'latency_ms': {**{f'p{q:g}': float(np.percentile(lat, q)) if lat.size else math.nan
+                          for q in (50, 90, 99, 99.9)},
+                       'mean': float(lat.mean()) if lat.size else math.nan,
+                       'max': float(lat.max()) if lat.size else math.nan},
         'executor_cpu_percent': 100 * cpu / elapsed,
         'machine_cpu_busy_percent': 100 * busy[0] / busy[1],
         'stale': {'state_timeout_ms': timeout_ms, 'hold_after_last_state_ms': hold_ms,

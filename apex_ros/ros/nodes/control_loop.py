@@ -2,8 +2,9 @@
 with one rcl wait set and run in place.
 
 rclpy's SingleThreadedExecutor rebuilds a wait set over every entity, wraps each callback in a
-Task and walks a generator per wake-up: ~230 us of CPU per received message against ~60 us for
-this, with the same one-subscription node on the same (loaded) machine. It makes the rclpy
+Task and walks a generator per wake-up: 258-336 us of CPU per received message against 84-88
+us for this, with the same one-subscription node on the same loaded machine
+(experiments/executor_profile/probe.py). It makes the rclpy
 calls the executors themselves make (`_rclpy.WaitSet`, `handle.take_message`,
 `handle.call_timer`), pinned with the wheel (ros-jazzy-rclpy 7.1.6). For a node without
 services, clients, guard conditions, waitables or timers on a ROS (simulated) clock, whose

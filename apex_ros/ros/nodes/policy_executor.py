@@ -50,6 +50,10 @@ Semantics
   and validated (same task, control rate and command joints, robot has its joints, the
   observation is computable, one trial inference) before a single reference assignment swaps it
   in; a bad bundle is refused with a log and the running one keeps going.
+- Process (main): the state subscription and the control/watchdog timer live on a lean node
+  (`control_node`, named <name>_control) waited on by a ControlLoop; the lifecycle node is
+  served every SERVICE_PERIOD between control steps (executor=events: one EventsExecutor for
+  both). realtime_priority > 0: SCHED_FIFO at that priority for the whole process.
 """
 import array
 import collections
@@ -128,9 +132,9 @@ class PolicyExecutor(Node):
         super().__init__(node_name, **kwargs)
         # The control loop's entities (the state subscription, the control timer or the
         # watchdog) live on this lean node, so the wait that wakes the loop holds only them:
-        # an idle wake-up over the lifecycle node's 12 services, parameter events and
-        # diagnostics costs 265 us of CPU in rclpy's SingleThreadedExecutor (94 for this
-        # node). main() waits on it with a ControlLoop and serves the lifecycle node every
+        # rclpy's SingleThreadedExecutor walks the lifecycle node's 12 services, parameter
+        # events and timers at every wake-up (experiments/executor_profile). main() waits on
+        # this node with a ControlLoop and serves the lifecycle node every
         # SERVICE_PERIOD; whoever spins this node in-process spins both. No global arguments:
         # a `__node:=` remap would rename it too; the lifecycle node resolves (remaps) topics.
         self.control_node = rclpy.create_node(
@@ -248,6 +252,7 @@ class PolicyExecutor(Node):
     def on_activate(self, state):
         self._active, self._holding, self._hold_cmd = True, False, None
         self._activated_at, self._no_subscriber_logged = time.monotonic(), False
+        self._window = Window()  # the rate is judged from activation on
         if self._trigger == 'timer':
             self._timer = self.control_node.create_timer(self._period, self._step,
                                                          clock=self._steady)
