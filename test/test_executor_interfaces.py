@@ -7,6 +7,7 @@ import time
 import numpy as np
 import onnx
 import pytest
+import rclpy
 import rosutil
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseStamped, TwistStamped
@@ -27,6 +28,7 @@ from test_policy_executor import (
 from apex_ros.deploy.bundle import BundleError, PolicyBundle
 from apex_ros.deploy.export import task_signature
 from apex_ros.ros import protocol
+from apex_ros.ros.nodes.control_loop import ControlLoop
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
 
@@ -144,6 +146,32 @@ def test_lockstep_has_no_watchdog(rig, gain_bundle):
     assert [0.0] not in rig.values(start)
     rig.state = valid(0.05)
     assert rig.wait_command(gain(0.05))
+
+
+def test_control_loop_waits_on_nothing_and_runs_what_is_ready(context):  # noqa: F811
+    node = rclpy.create_node('control_loop_probe', context=context)
+    try:
+        loop = ControlLoop(node)
+        start = time.monotonic()
+        loop.spin_once(0.05)  # no entity yet (an executor before configure): just waits
+        assert time.monotonic() - start >= 0.05
+        ticks, got = [], []
+        node.create_timer(0.01, lambda: ticks.append(1))
+        node.create_subscription(Float64MultiArray, '/control_loop_probe', got.append, 1)
+        pub = node.create_publisher(Float64MultiArray, '/control_loop_probe', 1)
+        assert rosutil.wait_for(lambda: pub.get_subscription_count() == 1, 10.0)
+        pub.publish(Float64MultiArray(data=[1.5]))
+        assert _spin_until(loop, lambda: ticks and got)
+        assert list(got[0].data) == [1.5]
+    finally:
+        node.destroy_node()
+
+
+def _spin_until(loop, predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        loop.spin_once(0.01)
+    return bool(predicate())
 
 
 # --- command interfaces -------------------------------------------------------------------

@@ -10,6 +10,8 @@ calls the executors themselves make (`_rclpy.WaitSet`, `handle.take_message`,
 services, clients, guard conditions, waitables or timers on a ROS (simulated) clock, whose
 callbacks take the message only (or nothing) and destroy none of its entities.
 """
+import time
+
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 
 
@@ -23,6 +25,9 @@ class ControlLoop:
 
     def spin_once(self, timeout_sec: float):
         subs, timers = tuple(self.node.subscriptions), tuple(self.node.timers)
+        if not subs and not timers:  # rcl refuses to wait on an empty wait set
+            time.sleep(timeout_sec)
+            return
         if (subs, timers) != self._entities:
             self._entities = subs, timers
             self._wait_set = _rclpy.WaitSet(len(subs), 0, len(timers), 0, 0, 0,
