@@ -50,7 +50,7 @@ class AttachedView:
     def __init__(self, playwright, log_dir):
         self.log = open(os.path.join(log_dir, 'view.log'), 'w+')
         self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'apex_ros.cli', 'view', '--task', 'cartpole_swingup',
+            [sys.executable, '-m', 'apex_ros.cli', 'view', '--task', 'halfcheetah_run',
              '--port', '0'], stdout=self.log, stderr=subprocess.STDOUT, text=True,
             start_new_session=True)
         self.browser = None
