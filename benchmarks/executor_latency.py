@@ -1,30 +1,39 @@
-"""State-to-command latency and command rate of the policy executor over DDS.
+"""The policy executor at robot rates, driven from outside as a robot would drive it.
 
-The executor runs as a subprocess (its console script, autostarted) with an echo bundle: a
-linear cartpole policy whose action is the slider position. This process publishes
-/joint_states at --rate with a sequence code k/1024, k in 1..1023, in the slider position
-(exact in float32), so every command is matched to the state it was computed from; 0.0 is the
-executor's hold command (counted, not matched). Latency is the round trip
-publish(state) -> receive(command) on this side; in timer mode only the first command computed
-from a state counts, so it includes the 0..1 period wait for the executor's next tick.
-The command rate is counted by a separate listener process (a lean subscriber, as the
-controller would be), since this process's own reception drops a few under CPU load.
+The executor runs as a subprocess (autostarted) with the halfcheetah bundle. This process is
+the robot: it publishes /joint_states for 9 joints at --rate (names shuffled, random values,
+RELIABLE depth 1) and listens on the command topic; one-way latency = command received - the
+state published just before it (the issue's definition; a command computed from an older state
+counts from the newer one, so it is a lower bound when commands lag a period). The command rate
+is counted by a separate lean listener process (this one's reception drops a few under load).
+Each configuration runs quiet and with one CPU-bound neighbour process (`while True: pass`);
+then the stale phase: the stream stops and the time from the last state to the first hold
+command (all zeros) is measured against state_timeout (no hold within --stale s: null).
 
-    python benchmarks/executor_latency.py benchmarks/executor_latency.json --duration 10  # quick
-    python benchmarks/executor_latency.py benchmarks/executor_latency.json --duration 30
+--baseline REF runs the executor of git revision REF (its apex_ros package, extracted to a
+temporary directory) in the same run, alternating with this checkout's, so before/after ratios
+share the machine's load. --priority N adds this checkout's executor at realtime_priority N
+(SCHED_FIFO); --robot-priority N runs this process (the robot's side) at SCHED_FIFO N, so the
+state stream keeps its rate on a loaded machine, as a robot's driver would. The machine's
+speed is measured first: the physics time of one halfcheetah planning step (`apex-ros bench
+planner`, budget 100, 1 thread, --planner-steps steps).
+
+    python benchmarks/executor_latency.py benchmarks/executor_latency.json --duration 10 \\
+        --baseline 6502e84
 """
 import argparse
+import itertools
 import json
+import math
 import os
 import platform
 import random
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 
@@ -32,19 +41,18 @@ os.environ.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(1, 200)
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
 import rclpy  # noqa: E402 (after the domain isolation above)
-import torch  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.experimental import EventsExecutor  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 
 from apex_ros.cli.bench import environment, write_json  # noqa: E402
-from apex_ros.deploy.export import export_bundle  # noqa: E402
-from apex_ros.learning.student import MLPPolicy  # noqa: E402
 from apex_ros.ros import protocol  # noqa: E402
-from apex_ros.tasks import make_task  # noqa: E402
 
-CODES = 1023  # slider = (seq % CODES + 1) / 1024, in (0, 1): never the 0.0 hold command
+ROOT = Path(__file__).resolve().parents[1]
+BUNDLE = ROOT / 'experiments/halfcheetah/run_160/policy.onnx'
+JOINTS = ['rootx', 'rootz', 'rooty', 'bthigh', 'bshin', 'bfoot', 'fthigh', 'fshin', 'ffoot']
+TOPIC = protocol.command_topic(protocol.DEFAULT_CONTROLLER)
 LISTENER = '''
 import json, signal, sys, time
 import rclpy
@@ -63,21 +71,32 @@ while not stop:
 with open(sys.argv[2], 'w') as f:
     json.dump(times, f)
 '''
+NEIGHBOUR = 'while True: pass'
+# The floor: a plain rclpy node that answers each state with a constant command (no policy).
+ECHO = '''
+import sys
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+rclpy.init()
+node = rclpy.create_node('bench_echo')
+pub = node.create_publisher(Float64MultiArray, sys.argv[1], 1)
+command = Float64MultiArray(data=[0.5] * 6)
+node.create_subscription(JointState, '/joint_states', lambda m: pub.publish(command),
+                         QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+executor = SingleThreadedExecutor()
+executor.add_node(node)
+while rclpy.ok():
+    executor.spin_once(timeout_sec=0.1)
+'''
 
 
 def cpu_model():
     with open('/proc/cpuinfo') as f:
         return next((line.split(':', 1)[1].strip() for line in f
                      if line.startswith('model name')), platform.processor())
-
-
-def echo_bundle(path):
-    task = make_task('cartpole_swingup')
-    model = MLPPolicy(task.obs_dim, task.nu, hidden=())
-    with torch.no_grad():
-        model.mlp[0].weight.copy_(torch.tensor([[1.0, 0, 0, 0, 0]]))
-        model.mlp[0].bias.zero_()
-    export_bundle(model, task, path, iteration=0)
 
 
 def machine_cpu():
@@ -93,52 +112,69 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
-class Driver:
-    """Publishes coded joint states from a timer and times the echoed commands."""
+def physics_ms(steps):
+    """sim_ms_median of `apex-ros bench planner` (halfcheetah, budget 100, 1 thread)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, 'planner.json')
+        subprocess.run([sys.executable, '-m', 'apex_ros.cli', 'bench', 'planner', '--task',
+                        'halfcheetah_run', '--threads', '1', '--steps', str(steps), '--quiet',
+                        '--json', out], check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+        with open(out) as f:
+            return json.load(f)['sim_ms_median']
 
-    def __init__(self, rate_hz, executor_kind):
-        self.node = rclpy.create_node('executor_latency_driver')
-        self.pub = self.node.create_publisher(JointState, protocol.JOINT_STATES, 10)
-        self.node.create_subscription(Float64MultiArray, protocol.command_topic(
-            protocol.DEFAULT_CONTROLLER), self.on_command, 100)
-        self.sent = {}
-        self.seq = 0
-        self.recording = False
+
+def extract(revision, directory):
+    """The apex_ros package of git `revision` under `directory` (a PYTHONPATH entry)."""
+    archive = subprocess.run(['git', '-C', str(ROOT), 'archive', revision, 'apex_ros'],
+                             check=True, capture_output=True).stdout
+    directory.mkdir()
+    subprocess.run(['tar', '-x', '-C', str(directory)], input=archive, check=True)
+    return str(directory)
+
+
+class Robot:
+    """Publishes shuffled 9-joint states from a timer; times the commands that come back."""
+
+    def __init__(self, rate_hz, seed=0):
+        self.node = rclpy.create_node('executor_latency_robot')
+        reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub = self.node.create_publisher(JointState, protocol.JOINT_STATES, reliable)
+        self.node.create_subscription(Float64MultiArray, TOPIC, self.on_command, 100)
+        rng = np.random.default_rng(seed)
+        self.names = [str(n) for n in rng.permutation(JOINTS)]
+        self.values = rng.uniform(-0.5, 0.5, (64, 2, len(JOINTS)))
+        self.publishing, self.recording, self.seq, self.last_sent = True, False, 0, None
+        self.first_hold = None
         self.reset()
         self.node.create_timer(1.0 / rate_hz, self.publish)
-        self.executor = EventsExecutor() if executor_kind == 'events' else \
-            SingleThreadedExecutor()
+        self.executor = EventsExecutor()
         self.executor.add_node(self.node)
 
     def reset(self):
-        self.latencies, self.states, self.commands, self.repeats, self.holds = [], 0, 0, 0, 0
-        self.last_code = None
+        self.latencies, self.states, self.commands, self.holds, self.any_command = [], 0, 0, 0, 0
 
     def publish(self):
-        code = self.seq % CODES
+        if not self.publishing:
+            return
+        pos, vel = self.values[self.seq % len(self.values)]
         self.seq += 1
-        msg = JointState(name=['slider', 'hinge'], position=[(code + 1) / 1024, 0.0],
-                         velocity=[0.0, 0.0])
-        self.sent[code] = time.perf_counter()
+        msg = JointState(name=self.names, position=pos.tolist(), velocity=vel.tolist())
         self.pub.publish(msg)
+        self.last_sent = time.perf_counter()
         self.states += self.recording
 
     def on_command(self, msg):
         now = time.perf_counter()
-        code = int(round(msg.data[0] * 1024)) - 1
+        self.any_command += 1
+        hold = not any(msg.data)
+        if hold and self.first_hold is None:
+            self.first_hold = now
         if not self.recording:
-            self.last_code = code
             return
         self.commands += 1
-        if code < 0:
-            self.holds += 1
-            return
-        if code == self.last_code:
-            self.repeats += 1  # timer mode: another tick on the same state
-            return
-        self.last_code = code
-        if code in self.sent:
-            self.latencies.append(now - self.sent[code])
+        self.holds += hold
+        if not hold and self.last_sent is not None:
+            self.latencies.append(now - self.last_sent)
 
     def spin_for(self, seconds, until=None):
         end = time.monotonic() + seconds
@@ -151,52 +187,74 @@ class Driver:
         self.node.destroy_node()
 
 
-def run_config(driver, bundle, trigger, executor, args, log_dir):
-    exe = shutil.which('policy_executor', path=os.path.dirname(sys.executable))
-    cmd = ([exe] if exe else [sys.executable, '-m', 'apex_ros.ros.nodes.policy_executor']) + [
-        '--ros-args', '-r', '__node:=bench_executor', '-p', f'bundle:={bundle}',
-        '-p', f'rate_hz:={float(args.rate)}', '-p', f'trigger:={trigger}',
-        '-p', f'executor:={executor}', '-p', 'autostart:=true']
-    log = open(os.path.join(log_dir, f'executor_{trigger}_{executor}.log'), 'wb')
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+def stop(proc):
+    proc.terminate()
     try:
-        driver.recording = False
-        driver.last_code = None
-        if not driver.spin_for(30, until=lambda: driver.last_code is not None):
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def run_config(robot, code, trigger, neighbour, args, log_dir):
+    label, pythonpath, params = code
+    cmd = [sys.executable, '-m', 'apex_ros.ros.nodes.policy_executor', '--ros-args',
+           '-r', '__node:=bench_executor', '-p', f'bundle:={args.bundle}',
+           '-p', f'rate_hz:={float(args.rate)}', '-p', f'trigger:={trigger}',
+           '-p', f'executor:={args.executor}', '-p', 'autostart:=true']
+    for key, value in params.items():
+        cmd += ['-p', f'{key}:={value}']
+    if label == 'echo':
+        cmd = [sys.executable, '-c', ECHO, TOPIC]
+    name = f'{label}_{trigger}_{"neighbour" if neighbour else "quiet"}'.replace(' ', '_')
+    log = open(os.path.join(log_dir, f'executor_{name}.log'), 'wb')
+    env = {**os.environ, 'PYTHONPATH': pythonpath}
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            cwd=pythonpath, start_new_session=True)  # cwd: first on sys.path
+    other = subprocess.Popen([sys.executable, '-c', NEIGHBOUR]) if neighbour else None
+    try:
+        robot.publishing, robot.recording, robot.any_command = True, False, 0
+        if not robot.spin_for(60, until=lambda: robot.any_command > 0):
             raise RuntimeError(f'no command from the executor; see {log.name}')
-        driver.spin_for(args.warmup)
-        driver.reset()
+        robot.spin_for(args.warmup)
+        robot.reset()
         window = [time.monotonic()]
         cpu0, busy0, t0 = cpu_seconds(proc.pid), machine_cpu(), time.perf_counter()
-        driver.recording = True
-        driver.spin_for(args.duration)
-        driver.recording = False
+        robot.recording = True
+        robot.spin_for(args.duration)
+        robot.recording = False
         elapsed, cpu = time.perf_counter() - t0, cpu_seconds(proc.pid) - cpu0
         window.append(time.monotonic())
         busy = [b - a for a, b in zip(busy0, machine_cpu())]
+        # Stale phase: the stream stops; how long until the hold command arrives?
+        robot.first_hold, robot.publishing = None, False
+        robot.spin_for(0.01)  # a publish already in the executor's queue goes out first
+        last_state = robot.last_sent
+        robot.spin_for(args.stale, until=lambda: robot.first_hold is not None)
+        hold_ms = None if robot.first_hold is None else (robot.first_hold - last_state) * 1e3
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if other is not None:
+            stop(other)
+        stop(proc)
         log.close()
-    lat = np.array(driver.latencies) * 1e3
-    pct = {f'p{q:g}': float(np.percentile(lat, q)) for q in (50, 90, 99, 99.9)}
-    result = {
-        'trigger': trigger, 'executor': executor, 'seconds': elapsed,
-        'states_sent': driver.states, 'state_rate_hz': driver.states / elapsed,
-        'commands': driver.commands, 'command_rate_hz': driver.commands / elapsed,
-        'states_commanded': len(lat), 'repeat_commands': driver.repeats,
-        'hold_commands': driver.holds,
-        'latency_ms': {**pct, 'mean': float(lat.mean()), 'max': float(lat.max())},
+    lat = np.array(robot.latencies) * 1e3
+    timeout_ms = max(3e3 / args.rate, 50.0)  # the executor's auto state_timeout
+    return {
+        'code': label, 'trigger': trigger, 'neighbour': neighbour, 'seconds': elapsed,
+        'states_sent': robot.states, 'state_rate_hz': robot.states / elapsed,
+        'commands_received': robot.commands, 'hold_commands': robot.holds,
+        # nan when no policy command came back (the executor held the whole window)
+        'latency_ms': {**{f'p{q:g}': float(np.percentile(lat, q)) if lat.size else math.nan
+                          for q in (50, 90, 99, 99.9)},
+                       'mean': float(lat.mean()) if lat.size else math.nan,
+                       'max': float(lat.max()) if lat.size else math.nan},
         'executor_cpu_percent': 100 * cpu / elapsed,
-        'machine_cpu_busy_percent': 100 * busy[0] / busy[1],  # all processes, all cores
-        'executor_exit_code': proc.returncode,
-        'window': window,  # time.monotonic(), replaced by the listener's count in main
+        'machine_cpu_busy_percent': 100 * busy[0] / busy[1],
+        'stale': {'state_timeout_ms': timeout_ms, 'hold_after_last_state_ms': hold_ms,
+                  'hold_within_timeout_plus_tick': hold_ms is not None and
+                  hold_ms <= 1.25 * timeout_ms + 1000.0 / args.rate},
+        'window': window,  # replaced by the listener's count in main
     }
-    return result
 
 
 def main(argv=None):
@@ -204,57 +262,101 @@ def main(argv=None):
     ap.add_argument('out', help='JSON file to write')
     ap.add_argument('--duration', type=float, default=30.0, help='measured seconds per config')
     ap.add_argument('--warmup', type=float, default=1.0)
+    ap.add_argument('--stale', type=float, default=1.0, help='s without state in the stale phase')
     ap.add_argument('--rate', type=float, default=500.0, help='state and timer rate (Hz)')
     ap.add_argument('--triggers', default='state,timer')
-    ap.add_argument('--executors', default='single,events')
-    ap.add_argument('--driver-executor', choices=('single', 'events'), default='events')
+    ap.add_argument('--neighbour', choices=('both', 'off', 'on'), default='both',
+                    help='one CPU-bound process beside the executor')
+    ap.add_argument('--executor', choices=('single', 'events'), default='single',
+                    help="the executor node's rclpy executor")
+    ap.add_argument('--bundle', default=str(BUNDLE))
+    ap.add_argument('--baseline', metavar='REF', help='also run the executor of git REF')
+    ap.add_argument('--priority', type=int, default=0,
+                    help="also run this checkout's executor at this realtime_priority")
+    ap.add_argument('--robot-priority', type=int, default=0,
+                    help="SCHED_FIFO priority of this process (the robot's side); 0: normal")
+    ap.add_argument('--repeats', type=int, default=1, help='alternating repeats of it all')
+    ap.add_argument('--floor', action='store_true',
+                    help='also a plain rclpy node answering each state (state trigger only)')
+    ap.add_argument('--planner-steps', type=int, default=30,
+                    help='planning steps of the machine-speed measurement (0: skip)')
+    ap.add_argument('--logs', help="keep the executors' logs in this directory")
     args = ap.parse_args(argv)
-    rclpy.init()
     env = environment()
-    env.update(load_before=os.getloadavg(), rmw=rclpy.get_rmw_implementation_identifier(),
+    env.update(load_before=os.getloadavg(), rmw=os.environ.get('RMW_IMPLEMENTATION', 'default'),
                ros_domain_id=os.environ['ROS_DOMAIN_ID'], kernel=platform.release(),
                cpu_model=cpu_model(), **{f'{p}_version': metadata.version(p) for p in (
                    'onnxruntime', 'ros-jazzy-rclpy')})
+    if args.planner_steps:
+        env['physics_ms_per_halfcheetah_planning_step'] = physics_ms(args.planner_steps)
+        print(f'machine speed: physics {env["physics_ms_per_halfcheetah_planning_step"]:.1f} ms '
+              'per halfcheetah planning step', flush=True)
+    rclpy.init()
+    env['rmw'] = rclpy.get_rmw_implementation_identifier()
+    if args.robot_priority:  # every thread, the DDS ones rclpy.init started included
+        for tid in os.listdir('/proc/self/task'):
+            os.sched_setscheduler(int(tid), os.SCHED_FIFO, os.sched_param(args.robot_priority))
     results = []
+    neighbours = {'both': (False, True), 'off': (False,), 'on': (True,)}[args.neighbour]
     with tempfile.TemporaryDirectory(prefix='executor-latency-') as tmp:
-        bundle = os.path.join(tmp, 'echo.onnx')
-        echo_bundle(bundle)
-        driver = Driver(args.rate, args.driver_executor)
+        codes = [('current', str(ROOT), {})]
+        if args.baseline:
+            codes.append((f'baseline {args.baseline}',
+                          extract(args.baseline, Path(tmp) / 'baseline'), {}))
+        if args.floor:
+            codes.append(('echo', str(ROOT), {}))
+        if args.priority:
+            codes.append((f'current rt{args.priority}', str(ROOT),
+                           {'realtime_priority': args.priority}))
+        robot = Robot(args.rate)
         times_path = os.path.join(tmp, 'listener.json')
-        topic = protocol.command_topic(protocol.DEFAULT_CONTROLLER)
-        listener = subprocess.Popen([sys.executable, '-c', LISTENER, topic, times_path])
+        listener = subprocess.Popen([sys.executable, '-c', LISTENER, TOPIC, times_path])
         try:
-            if not driver.spin_for(30, until=lambda: driver.node.count_subscribers(topic) >= 2):
+            if not robot.spin_for(30, until=lambda: robot.node.count_subscribers(TOPIC) >= 2):
                 raise RuntimeError('the listener did not come up')
-            for trigger in args.triggers.split(','):
-                for executor in args.executors.split(','):
-                    results.append(run_config(driver, bundle, trigger, executor, args, tmp))
+            for _, trigger, neighbour, code in itertools.product(
+                    range(args.repeats), args.triggers.split(','), neighbours, codes):
+                # codes innermost: alternating, so each sees the same load
+                if code[0] == 'echo' and trigger != 'state':
+                    continue
+                r = run_config(robot, code, trigger, neighbour, args, args.logs or tmp)
+                results.append(r)
+                print(f'{r["code"]:>16s} {trigger:5s} {"neighbour" if neighbour else "quiet":9s} '
+                      f'p50 {r["latency_ms"]["p50"]:.2f} p99 {r["latency_ms"]["p99"]:.2f} ms '
+                      f'hold after {r["stale"]["hold_after_last_state_ms"]} ms', flush=True)
         finally:
-            listener.terminate()
-            listener.wait(10)
-            driver.close()
+            stop(listener)
+            robot.close()
             rclpy.try_shutdown()
         with open(times_path) as f:
             times = np.array(json.load(f))
     for r in results:
         start, end = r.pop('window')
-        r['listener_command_rate_hz'] = int(np.sum((times >= start) & (times < end))) / (
-            end - start)
+        counted = int(np.sum((times >= start) & (times < end)))
+        r['command_rate_hz'] = counted / (end - start)
+        # Work per command: what decides whether the executor keeps up on a loaded machine.
+        r['executor_cpu_us_per_command'] = (r['executor_cpu_percent'] / 100 * r['seconds']
+                                            / max(counted, 1) * 1e6)
         lat = r['latency_ms']
-        r['targets_met'] = {'p99_le_1ms': lat['p99'] <= 1.0,
-                            'rate_ge_495hz': r['listener_command_rate_hz'] >= 0.99 * args.rate}
-        print(f'{r["trigger"]:5s} {r["executor"]:6s} p50 {lat["p50"]:.3f} ms  p99 '
-              f'{lat["p99"]:.3f} ms  max {lat["max"]:.1f} ms  commands '
-              f'{r["listener_command_rate_hz"]:.1f} Hz (listener), '
-              f'{r["command_rate_hz"]:.1f} Hz (driver)  executor CPU '
-              f'{r["executor_cpu_percent"]:.0f} %  machine CPU busy '
-              f'{r["machine_cpu_busy_percent"]:.0f} %', flush=True)
+        r['targets_met'] = {
+            'p99_le_1ms': lat['p99'] <= 1.0,
+            'rate': r['command_rate_hz'] >= (0.98 if r['neighbour'] else 0.99) * args.rate,
+            'hold_on_stale': r['stale']['hold_within_timeout_plus_tick']}
+        print(f'{r["code"]:>16s} {r["trigger"]:5s} '
+              f'{"neighbour" if r["neighbour"] else "quiet":9s} p50 {lat["p50"]:.3f} ms  '
+              f'p99 {lat["p99"]:.3f} ms  commands {r["command_rate_hz"]:.1f} Hz  executor CPU '
+              f'{r["executor_cpu_percent"]:.0f} % ({r["executor_cpu_us_per_command"]:.0f} us per '
+              f'command)  states {r["state_rate_hz"]:.0f} Hz  machine busy '
+              f'{r["machine_cpu_busy_percent"]:.0f} %  hold after stop '
+              f'{r["stale"]["hold_after_last_state_ms"]} ms', flush=True)
     env['load_after'] = os.getloadavg()
     write_json(args.out, {
         'benchmark': 'executor_latency', 'environment': env,
-        'settings': {'rate_hz': args.rate, 'duration_s': args.duration,
-                     'warmup_s': args.warmup, 'driver_executor': args.driver_executor,
-                     'bundle': 'cartpole_swingup linear echo (action = slider position)'},
+        'settings': {'rate_hz': args.rate, 'duration_s': args.duration, 'warmup_s': args.warmup,
+                     'stale_s': args.stale, 'executor': args.executor, 'bundle': args.bundle,
+                     'priority': args.priority, 'robot_priority': args.robot_priority,
+                     'repeats': args.repeats,
+                     'joints': JOINTS, 'state_qos': 'reliable, depth 1'},
         'results': results})
     return 0
 

@@ -27,8 +27,10 @@ fi
 apex_ros bench inference --policy experiments/halfcheetah/run_160/policy.onnx --json $out/inference_halfcheetah.json
 # One APEX iteration through the ROS graph (lockstep) vs in-process.
 apex_ros bench graph --task cartpole_swingup --iterations 1 --quiet --json $out/graph_vs_inprocess_cartpole.json
-# Executor: state-to-command latency and command rate at 500 Hz over DDS.
-"$py" benchmarks/executor_latency.py $out/executor_latency.json --duration $seconds_latency
+# Executor at 500 Hz driven from a separate process: latency, rate, hold on a stopped stream;
+# quiet and with a CPU-bound neighbour; against a plain rclpy echo node and at SCHED_FIFO 20.
+"$py" benchmarks/executor_latency.py $out/executor_latency.json --duration $seconds_latency \
+  --floor --priority 20 --robot-priority 30
 # The same with the browser view attached (its process; and a local headless chromium) vs without.
 "$py" benchmarks/view_overhead.py $out/view_overhead.json --duration 10 --repeats 5
 # Bags: recording /joint_states at 500 Hz; relabel throughput from a bag vs in-process.

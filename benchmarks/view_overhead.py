@@ -1,8 +1,9 @@
 """The policy executor's latency and command rate with the browser view attached vs without.
 
-Wraps benchmarks/executor_latency.py (same echo bundle, same driver, same measurement: state
-published -> command received over DDS at --rate). Three conditions, each run once per repeat
-in a rotating order so drift of the shared machine falls on all of them:
+Wraps benchmarks/executor_latency.py (same halfcheetah bundle, same robot side, same
+measurement: one-way state -> command over DDS at --rate, this checkout's executor). Three
+conditions, each run once per repeat in a rotating order so drift of the shared machine falls
+on all of them:
   without       the executor alone;
   view          `apex-ros view` in its own process, subscribed to /joint_states and the
                 command topic, with a browser elsewhere (a robot's computer serves the page,
@@ -49,7 +50,7 @@ class AttachedView:
     def __init__(self, playwright, log_dir):
         self.log = open(os.path.join(log_dir, 'view.log'), 'w+')
         self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'apex_ros.cli', 'view', '--task', 'cartpole_swingup',
+            [sys.executable, '-m', 'apex_ros.cli', 'view', '--task', 'halfcheetah_run',
              '--port', '0'], stdout=self.log, stderr=subprocess.STDOUT, text=True,
             start_new_session=True)
         self.browser = None
@@ -125,6 +126,7 @@ def main(argv=None):
     ap.add_argument('--trigger', default='state', choices=('state', 'timer'))
     ap.add_argument('--executor', default='events', choices=('single', 'events'))
     args = ap.parse_args(argv)
+    args.bundle, args.stale = str(el.BUNDLE), 0.2  # what executor_latency.run_config reads
     if not os.path.exists(CHROMIUM):
         sys.exit(f'no chromium at {CHROMIUM}: apt-get install -y chromium')
     rclpy.init()
@@ -133,12 +135,10 @@ def main(argv=None):
     runs = {c: [] for c in CONDITIONS}
     with tempfile.TemporaryDirectory(prefix='view-overhead-') as tmp, \
             sync_playwright() as playwright:
-        bundle = os.path.join(tmp, 'echo.onnx')
-        el.echo_bundle(bundle)
-        driver = el.Driver(args.rate, 'events')
+        driver = el.Robot(args.rate)
         # the command rate as a lean separate subscriber counts it (as executor_latency.py)
         times_path = os.path.join(tmp, 'listener.json')
-        topic = el.protocol.command_topic(el.protocol.DEFAULT_CONTROLLER)
+        topic = el.TOPIC
         listener = subprocess.Popen([sys.executable, '-c', el.LISTENER, topic, times_path])
         try:
             if not driver.spin_for(30, until=lambda: driver.node.count_subscribers(topic) >= 2):
@@ -150,8 +150,8 @@ def main(argv=None):
                         playwright if condition == 'view+browser' else None, tmp))
                     try:
                         cpu0 = view.cpu_seconds() if view else 0.0
-                        result = el.run_config(driver, bundle, args.trigger, args.executor,
-                                               args, tmp)
+                        result = el.run_config(driver, ('current', str(el.ROOT), {}),
+                                               args.trigger, False, args, tmp)
                         if view:
                             result['view_cpu_percent'] = (
                                 100 * (view.cpu_seconds() - cpu0) / result['seconds'])
@@ -162,7 +162,8 @@ def main(argv=None):
                     runs[condition].append(result)
                     lat = result['latency_ms']
                     print(f'{condition:12s} p50 {lat["p50"]:.3f} ms  p99 {lat["p99"]:.3f} ms  '
-                          f'commands {result["command_rate_hz"]:.1f} Hz (driver)  machine CPU '
+                          f'commands {result["commands_received"] / result["seconds"]:.1f} Hz '
+                          f'(driver)  machine CPU '
                           f'{result["machine_cpu_busy_percent"]:.0f} %'
                           + (f'  view CPU {result["view_cpu_percent"]:.0f} %' if view else '')
                           + (f', page shows {result["view_states_shown"]} states'

@@ -460,7 +460,8 @@ def test_record_relabel_train_improves_the_policy(small, tmp_path):
                     params={'task': task.name, 'config': str(config), 'mode': 'lockstep'})
         procs.start(rosutil.executable('policy_executor', 'apex_ros.ros.nodes.policy_executor'),
                     'policy_executor', log_path=tmp_path / 'executor.log',
-                    params={'trigger': 'state', 'hold': 'zero', 'autostart': False})
+                    params={'trigger': 'state', 'state_watchdog': False,  # lockstep
+                            'hold': 'zero', 'autostart': False})
         recorder = procs.start(recorder_cmd(), 'recorder', log_path=tmp_path / 'rec.log',
                                params={'output': str(bag), 'sim': True})
         assert recording(node, executor, protocol.FULL_STATE)

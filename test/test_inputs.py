@@ -195,6 +195,7 @@ class Rig:
             Parameter('bundle', value=''), Parameter('rate_hz', value=100.0),
             Parameter('inputs.goal.topic', value=goal_topic)])
         self.spin.add_node(self.node)
+        self.spin.add_node(self.node.control_node)  # the control loop's lean node
 
     def _publish(self):
         self.state_pub.publish(JointState(name=['x', 'y'], position=[0.0, 0.0],

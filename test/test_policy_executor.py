@@ -115,9 +115,11 @@ class Rig:
         self.node = PolicyExecutor(self.name, context=self.context, parameter_overrides=[
             Parameter(k, value=v) for k, v in params.items()])
         self.spin.add_node(self.node)
+        self.spin.add_node(self.node.control_node)  # the control loop's lean node
         return self.node
 
     def destroy(self):
+        self.spin.remove_node(self.node.control_node)
         self.spin.remove_node(self.node)
         self.node.destroy_node()
         self.node = None
@@ -304,19 +306,20 @@ print(json.dumps([ok, [m for m in {HEAVY!r} if m in sys.modules]]))
 """
 
 
-def test_subprocess_is_light_and_sends_hold_on_sigterm(rig, bundles, tmp_path):
+@pytest.mark.parametrize('executor', ['events', 'single'])  # single: main()'s ControlLoop
+def test_subprocess_is_light_and_sends_hold_on_sigterm(rig, bundles, tmp_path, executor):
     # A clean interpreter: import, configure and activate pull in neither torch nor mujoco.
     out = subprocess.run([sys.executable, '-c', CLEAN_PROBE, bundles['gain']], check=True,
                          capture_output=True, text=True, timeout=60).stdout
     assert json.loads(out.splitlines()[-1]) == [True, []]
-    # The console script, state-triggered, events executor, autostarted.
+    # The console script, state-triggered, autostarted.
     procs, log = NodeProcesses(), tmp_path / 'executor.log'
     try:
         proc = procs.start(rosutil.executable('policy_executor',
                                               'apex_ros.ros.nodes.policy_executor'),
                            rig.name, log_path=log, params={
                                'bundle': bundles['gain'], 'trigger': 'state',
-                               'executor': 'events', 'autostart': True})
+                               'executor': executor, 'autostart': True})
         assert rosutil.wait_for_publishers(rig.commands.sub, spin=rig.spin)
         assert rosutil.wait_for_subscribers(rig.state_pub, spin=rig.spin)
         rig.state = valid(0.1)
@@ -326,7 +329,13 @@ def test_subprocess_is_light_and_sends_hold_on_sigterm(rig, bundles, tmp_path):
         assert response.current_state.id == State.PRIMARY_STATE_ACTIVE
         maps = open(f'/proc/{proc.pid}/maps').read()
         assert not [m for m in HEAVY if m in maps]
-        rig.state = None  # no more state: no more state-triggered commands
+        estop = rig.probe.create_client(SetBool, f'/{rig.name}/estop')  # served by main()
+        assert call(estop, SetBool.Request(data=True), spin=rig.spin).success
+        assert rig.wait_command([0.0])
+        assert call(estop, SetBool.Request(data=False), spin=rig.spin).success
+        assert rig.wait_command(gain(0.1))
+        rig.state = None  # no more state: the watchdog holds
+        assert rig.wait_command([0.0])
         start = len(rig.commands.items)
         assert rosutil.stop_node(proc) == 0
         assert rig.wait(lambda: [0.0] in rig.values(start))  # sent before exiting ...

@@ -58,9 +58,14 @@ class JointObservation:
             self._kinds.append(parsed.kind)
             self._joints.append(parsed.joint)
         self.joints = list(dict.fromkeys(self._joints))
-        self._uses_velocity = np.array([k == 'qvel' for k in self._kinds])
-        self._cos = np.array([k == 'cos' for k in self._kinds])
-        self._sin = np.array([k == 'sin' for k in self._kinds])
+        # Which observation slots read a velocity, a position, its cos, its sin.
+        slots = {kind: np.array([i for i, k in enumerate(self._kinds) if k in kinds],
+                                dtype=np.int64)
+                 for kind, kinds in (('vel', ('qvel',)), ('pos', ('qpos', 'cos', 'sin')),
+                                     ('cos', ('cos',)), ('sin', ('sin',)))}
+        self._vel, self._pos, self._cos, self._sin = (
+            slots[k] for k in ('vel', 'pos', 'cos', 'sin'))
+        self._uses_velocity = len(self._vel) > 0
         self._cache_names, self._cache_index = None, None
 
     def missing(self, names) -> list:
@@ -75,25 +80,26 @@ class JointObservation:
             if missing:
                 raise ValueError(f'joint state lacks joints {missing}')
             self._cache_names = names
-            self._cache_index = np.array([lookup[j] for j in self._joints], dtype=np.int64)
+            index = np.array([lookup[j] for j in self._joints], dtype=np.int64)
+            self._cache_index = index[self._pos], index[self._vel]
         return self._cache_index
 
     def __call__(self, names, positions, velocities) -> np.ndarray:
         """-> observation (obs_dim,) float32. Raises ValueError saying what is wrong (missing
         joints, arrays shorter than the names, non-finite values)."""
         n = len(names)
-        positions = np.asarray(positions, dtype=np.float64)
-        velocities = np.asarray(velocities, dtype=np.float64)
-        if len(positions) != n or (self._uses_velocity.any() and len(velocities) != n):
+        if len(positions) != n or (self._uses_velocity and len(velocities) != n):
             raise ValueError(f'joint state has {n} names but {len(positions)} positions and '
                              f'{len(velocities)} velocities')
-        idx = self._index(names)
-        x = positions[idx]
-        if self._uses_velocity.any():
-            x = np.where(self._uses_velocity, velocities[np.minimum(idx, len(velocities) - 1)], x)
-        if not np.all(np.isfinite(x)):
-            bad = [t for t, ok in zip(self.terms, np.isfinite(x)) if not ok]
+        pos_index, vel_index = self._index(names)
+        x = np.empty(len(self.terms))
+        x[self._pos] = np.asarray(positions, dtype=np.float64)[pos_index]
+        if self._uses_velocity:
+            x[self._vel] = np.asarray(velocities, dtype=np.float64)[vel_index]
+        finite = np.isfinite(x)
+        if not finite.all():
+            bad = [t for t, ok in zip(self.terms, finite) if not ok]
             raise ValueError(f'non-finite joint state for {bad}')
-        x = np.where(self._cos, np.cos(x), x)
-        x = np.where(self._sin, np.sin(x), x)
+        x[self._cos] = np.cos(x[self._cos])
+        x[self._sin] = np.sin(x[self._sin])
         return x.astype(np.float32)

@@ -35,6 +35,12 @@ class Task:
     episode_steps: int = 100      # control steps per episode
     reset_noise: float = 0.0      # uniform noise on qpos and qvel at reset
     extra_state: dict = {}        # {block name: size} appended to the physics state
+    # What the action commands on a robot (a bundle's `command`, apex_ros.deploy.command,
+    # without low/high). {} = derived from the actuators: effort for motors, position for
+    # position servos. A task whose `actuate` maps end-effector displacements declares
+    # {'interface': 'cartesian', 'message': 'geometry_msgs/TwistStamped', 'frame': ...,
+    #  'axes': ['x', 'y', 'z'], 'scale': metres per unit action}.
+    command_interface: dict = {}
 
     @dataclasses.dataclass
     class Params:
