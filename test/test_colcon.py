@@ -35,7 +35,8 @@ def exec_depends() -> set:
 
 def imported_top_level_modules() -> set:
     names = set()
-    for path in [*(SOURCE_ROOT / 'apex_ros').rglob('*.py'), *(SOURCE_ROOT / 'launch').glob('*.py')]:
+    files = [*(SOURCE_ROOT / 'apex_ros').rglob('*.py'), *(SOURCE_ROOT / 'launch').glob('*.py')]
+    for path in files:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names.update(a.name.split('.')[0] for a in node.names)
