@@ -118,7 +118,8 @@ def test_colcon_build_installs_a_package_whose_executor_runs_a_bundle(tmp_path, 
         proc = subprocess.Popen(
             [str(install / 'lib' / 'apex_ros' / 'policy_executor'), '--ros-args',
              '-r', '__node:=colcon_executor', '-p', f'bundle:={bundle}', '-p', 'autostart:=true'],
-            cwd=tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+            cwd=tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True)     # stop_node signals its process group
     try:
         client = node.create_client(GetState, '/colcon_executor/get_state')
 
@@ -139,3 +140,4 @@ def test_readme_jazzy_section_builds_as_this_test_does():
     section = section[:section.index('\n## ', 3)]
     assert 'git clone <this repo> ~/ws/src/apex_ros' in section
     assert 'cd ~/ws && python -m colcon build && . install/setup.sh' in section
+    assert 'ros2 launch apex_ros policy.launch.py' in section

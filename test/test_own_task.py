@@ -14,6 +14,7 @@ import pytest
 
 import apex_ros
 
+pytestmark = pytest.mark.slow   # pip install and CLI subprocesses
 SOURCE_ROOT = Path(apex_ros.__file__).resolve().parent.parent
 TASK_NAME = 'my_slider_reach'
 
@@ -28,6 +29,7 @@ version = "0.1.0"
 
 [project.entry-points."apex_ros.tasks"]
 my_slider_reach = "my_robot.tasks:SliderReach"
+my_arm_reach = "my_robot.tasks:ArmReach"
 
 [tool.setuptools]
 packages = ["my_robot"]
@@ -44,6 +46,13 @@ import mujoco
 import numpy as np
 
 from apex_ros.tasks import Task
+from apex_ros.tasks.ur5e_reach import UR5eReach
+
+
+class ArmReach(UR5eReach):
+    """apex_ros's arm (its model, inherited) with a slower episode."""
+    name = 'my_arm_reach'
+    episode_steps = 200
 
 
 class SliderReach(Task):
@@ -143,6 +152,8 @@ def test_tasks_lists_it_and_mpc_loads_its_model_and_config(installed):
     line = next(x for x in out.stdout.splitlines() if x.startswith(TASK_NAME))
     assert line.split()[1:5] == ['3', '1', '20.0', '40'], line    # obs act rate steps
     assert str(installed[2] / 'my_robot' / 'slider.xml') in line    # the installed copy
+    line = next(x for x in out.stdout.splitlines() if x.startswith('my_arm_reach'))
+    assert line.split()[1:] == ['15', '6', '50.0', '200', 'ur5e.xml'], line  # apex_ros's model
     out = cli(installed, 'mpc', '--task', TASK_NAME, '--episodes', '2', '--quiet',
               '--json', 'mpc.json')
     assert out.returncode == 0, out.stderr

@@ -100,12 +100,17 @@ def test_reward_prefers_near_and_still_and_success_needs_both(arm):
     assert r.shape == (3, 1) and r[0, 0] == 0.0 and r[1, 0] == pytest.approx(-0.1)
     assert r[2, 0] < r[0, 0]                                  # moving near the goal costs
     assert arm.reward(states, actions + 0.1)[0, 0] < r[0, 0]    # servo effort costs
-    assert arm.success(np.stack([near, near]))
-    assert not arm.success(np.stack([near, at_goal(arm, q, (0.025, 0, 0))]))   # 2.5 cm off
-    before = at_goal(arm, q - 0.01)                                            # tool moving
-    before[arm.layout.extra['goal']] = near[arm.layout.extra['goal']]
-    assert np.linalg.norm(tool_position(q) - tool_position(q - 0.01)) / arm.dt > 0.05
-    assert not arm.success(np.stack([before, near]))
+    window = round(arm.params.success_window / arm.dt) + 1         # states in the window
+    assert arm.success(np.stack([far] + [near] * window))
+    assert not arm.success(np.stack([near] * window + [at_goal(arm, q, (0.025, 0, 0))]))
+    # arriving at the goal but still moving over the window
+    goal = near[arm.layout.extra['goal']]
+    arriving = np.stack([at_goal(arm, q - 0.05 * (1 - t)) for t in np.linspace(0, 1, window)])
+    arriving[:, arm.layout.extra['goal']] = goal
+    assert arm.goal_distance(arriving[-1]) == 0.0
+    moved = np.linalg.norm(tool_position(q) - tool_position(q - 0.05))
+    assert moved / arm.params.success_window > arm.params.success_speed
+    assert not arm.success(arriving)
 
 
 @pytest.mark.slow

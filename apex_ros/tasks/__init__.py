@@ -12,6 +12,7 @@ import importlib.metadata
 from pathlib import Path
 
 from ..errors import ApexError
+from ..resources import config_path
 from .base import Task
 from .cartpole import CartpoleSwingup
 from .halfcheetah import HalfCheetahRun
@@ -65,12 +66,13 @@ def task_class(name: str) -> type:
 
 
 def task_config_file(name: str) -> Path | None:
-    """The default config of a task defined outside apex_ros (its class's `config_file`,
-    relative to its module), or None."""
+    """The default config of a task defined outside apex_ros: its class's `config_file`
+    (relative to the module of the class that sets it; config/ for apex_ros's), or None."""
     cls = task_class(name)
     if not cls.config_file:
         return None
-    path = Path(importlib.import_module(cls.__module__).__file__).parent / cls.config_file
+    directory = cls.files_dir('config_file')
+    path = directory / cls.config_file if directory else config_path(cls.config_file)
     if not path.is_file():
         raise ApexError(f'task {name!r}: its config_file {path} does not exist')
     return path

@@ -69,12 +69,14 @@ class Task:
         return load_model(self.model_file, self.files_dir())
 
     @classmethod
-    def files_dir(cls) -> Path | None:
-        """Where a task of another package keeps its model and config files: its module's
-        directory. None for apex_ros's own tasks (models/ and config/ of the share directory)."""
-        if cls.__module__.split('.')[0] == 'apex_ros':
+    def files_dir(cls, attribute: str = 'model_file') -> Path | None:
+        """The directory `attribute` (model_file, config_file) is relative to: the module of
+        the class that sets it, when that class is outside apex_ros (a task of another package
+        keeps its files beside its module); None for apex_ros's own (models/, config/)."""
+        owner = next(c for c in cls.__mro__ if attribute in vars(c))
+        if owner.__module__.split('.')[0] == 'apex_ros':
             return None
-        return Path(importlib.import_module(cls.__module__).__file__).parent
+        return Path(importlib.import_module(owner.__module__).__file__).parent
 
     def action_bounds(self) -> tuple:
         """(low, high) of the task's action. Default: the actuators' ctrlrange (the action is

@@ -45,15 +45,14 @@ class UR5eReach(Task):
     name = 'ur5e_reach'
     model_file = 'ur5e.xml'
     frame_skip = 10            # 50 Hz policy over 500 Hz physics
-    episode_steps = 125        # 2.5 s
+    episode_steps = 100        # 2 s
     extra_state = {'goal': 3}
     joints = ('shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
               'wrist_2_joint', 'wrist_3_joint')
 
     @dataclasses.dataclass
     class Params:
-        velocity_weight: float = 0.2     # per (rad/s)^2 of joint speed near the goal ...
-        slow_radius: float = 0.1         # ... weighted by exp(-(distance / this)^2)
+        velocity_weight: float = 0.02    # per (rad/s)^2 of joint speed
         effort_weight: float = 0.01      # per rad^2 of servo error (target - position)
         reset_noise: float = 0.05        # uniform noise (rad) on the home pose at reset
         # goals: [low, high] of the distance from the base's z axis (m), the azimuth (rad,
@@ -62,7 +61,8 @@ class UR5eReach(Task):
         goal_azimuth: list[float] = dataclasses.field(default_factory=lambda: [2.0944, 4.1888])
         goal_height: list[float] = dataclasses.field(default_factory=lambda: [0.05, 0.55])
         success_distance: float = 0.02   # tool within this of the goal at the end ...
-        success_speed: float = 0.05      # ... moving slower than this (m/s)
+        success_speed: float = 0.05      # ... its mean speed (m/s) over the last ...
+        success_window: float = 0.1      # ... this many seconds below this
 
     def obs_terms(self):
         return (tuple(f'qpos:{j}' for j in self.joints) + tuple(f'qvel:{j}' for j in self.joints)
@@ -78,11 +78,9 @@ class UR5eReach(Task):
     def reward(self, states, actions):
         p = self.params
         nxt = states[:, 1:]
-        distance = self.goal_distance(nxt)
-        near = np.exp(-(distance / p.slow_radius) ** 2)
         servo_error = actions - self.qpos(states[:, :-1])
-        return -(distance
-                 + p.velocity_weight * near * np.sum(self.qvel(nxt) ** 2, axis=-1)
+        return -(self.goal_distance(nxt)
+                 + p.velocity_weight * np.sum(self.qvel(nxt) ** 2, axis=-1)
                  + p.effort_weight * np.sum(servo_error ** 2, axis=-1))
 
     def nominal_action(self, state):
@@ -111,8 +109,11 @@ class UR5eReach(Task):
         return self.sample_goal(rng)
 
     def success(self, states):
+        """Within success_distance of the goal at the end, and settled: the tool moved less
+        than success_speed * success_window over the last success_window seconds."""
         p = self.params
-        end = states[-2:]
-        speed = np.linalg.norm(np.diff(self.tool(end), axis=0)[0]) / self.dt
-        return bool(self.goal_distance(end[-1]) < p.success_distance
+        steps = max(1, round(p.success_window / self.dt))
+        tool = self.tool(states[[-1 - steps, -1]])
+        speed = np.linalg.norm(tool[1] - tool[0]) / (steps * self.dt)
+        return bool(self.goal_distance(states[-1]) < p.success_distance
                     and speed < p.success_speed)
