@@ -39,7 +39,7 @@ my_robot = ["*.xml", "*.yaml"]
 """
 
 TASKS_PY = '''\
-"""A slider that must stop at a goal drawn at reset (the goal is extra state)."""
+"""A slider that must stop at a goal position, from a start drawn at reset."""
 import dataclasses
 
 import mujoco
@@ -50,7 +50,7 @@ from apex_ros.tasks.ur5e_reach import UR5eReach
 
 
 class ArmReach(UR5eReach):
-    """apex_ros's arm (its model, inherited) with a slower episode."""
+    """apex_ros's arm (its model, inherited) with a longer episode."""
     name = 'my_arm_reach'
     episode_steps = 200
 
@@ -61,27 +61,22 @@ class SliderReach(Task):
     config_file = 'slider_reach.yaml'  # beside this module
     frame_skip = 5
     episode_steps = 40
-    extra_state = {'goal': 1}
 
     @dataclasses.dataclass
     class Params:
+        goal: float = 0.3
         tolerance: float = 0.05
 
-    def obs_terms(self):
-        return ('qpos:slide', 'qvel:slide', 'extra:goal')
-
     def reward(self, states, actions):
-        nxt = states[:, 1:]
-        return -np.abs(self.qpos(nxt)[..., 0] - self.extra(nxt, 'goal')[..., 0])
+        return -np.abs(self.qpos(states[:, 1:])[..., 0] - self.params.goal)
 
     def reset(self, data, rng):
         mujoco.mj_resetData(self.model, data)
+        data.qpos[0] = rng.uniform(-0.5, 0.5)
         mujoco.mj_forward(self.model, data)
-        return np.array([rng.uniform(-0.5, 0.5)])
 
     def success(self, states):
-        return bool(abs(self.qpos(states[-1])[0] - self.extra(states[-1], 'goal')[0])
-                    < self.params.tolerance)
+        return bool(abs(self.qpos(states[-1])[0] - self.params.goal) < self.params.tolerance)
 '''
 
 SLIDER_XML = """\
@@ -150,7 +145,7 @@ def test_tasks_lists_it_and_mpc_loads_its_model_and_config(installed):
     out = cli(installed, 'tasks')
     assert out.returncode == 0, out.stderr
     line = next(x for x in out.stdout.splitlines() if x.startswith(TASK_NAME))
-    assert line.split()[1:5] == ['3', '1', '20.0', '40'], line    # obs act rate steps
+    assert line.split()[1:5] == ['2', '1', '20.0', '40'], line    # obs act rate steps
     assert str(installed[2] / 'my_robot' / 'slider.xml') in line    # the installed copy
     line = next(x for x in out.stdout.splitlines() if x.startswith('my_arm_reach'))
     assert line.split()[1:] == ['15', '6', '50.0', '200', 'ur5e.xml'], line  # apex_ros's model
@@ -177,7 +172,7 @@ def test_train_and_the_sim_graph_run_it(installed):
     assert out.returncode == 0, out.stdout + out.stderr
     bundle = PolicyBundle(installed[1] / 'run' / 'policy.onnx')
     assert bundle.meta['task'] == TASK_NAME
-    obs = np.zeros((1, 3), dtype=np.float32)
+    obs = np.zeros((1, 2), dtype=np.float32)
     assert np.all(np.isfinite(bundle(obs)))
     out = cli(installed, 'launch', 'sim_apex', f'task:={TASK_NAME}', 'out_dir:=graph',
               'iterations:=1', 'set:=' + ','.join(TINY_RUN), timeout=400)
