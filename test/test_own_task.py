@@ -30,6 +30,7 @@ version = "0.1.0"
 [project.entry-points."apex_ros.tasks"]
 my_slider_reach = "my_robot.tasks:SliderReach"
 my_arm_reach = "my_robot.tasks:ArmReach"
+my_broken = "my_robot.tasks:Missing"
 
 [tool.setuptools]
 packages = ["my_robot"]
@@ -147,6 +148,8 @@ def test_tasks_lists_it_and_mpc_loads_its_model_and_config(installed):
     line = next(x for x in out.stdout.splitlines() if x.startswith(TASK_NAME))
     assert line.split()[1:5] == ['2', '1', '20.0', '40'], line    # obs act rate steps
     assert str(installed[2] / 'my_robot' / 'slider.xml') in line    # the installed copy
+    assert "my_broken            cannot load: task 'my_broken' (entry point " \
+        "my_robot.tasks:Missing" in out.stdout
     line = next(x for x in out.stdout.splitlines() if x.startswith('my_arm_reach'))
     assert line.split()[1:] == ['15', '6', '50.0', '200', 'ur5e.xml'], line  # apex_ros's model
     out = cli(installed, 'mpc', '--task', TASK_NAME, '--episodes', '2', '--quiet',

@@ -10,12 +10,16 @@ from .common import add_config_args, load_config, positive_int
 
 def cmd_tasks(args):
     """Every known task; the model of a task from another package with its full path (where
-    it was installed)."""
+    it was installed); a registered task that cannot load, with why."""
     from ..sim.models import resolve_model_file
     from ..tasks import make_task
     print(f'{"task":<20} {"obs":>4} {"act":>4} {"rate Hz":>8} {"steps":>6}  model')
     for name in known_tasks():
-        t = make_task(name)
+        try:
+            t = make_task(name)
+        except ApexError as e:     # a broken package's entry point: say so, list the others
+            print(f'{name:<20} cannot load: {e}')
+            continue
         model = (t.model_file if t.files_dir() is None
                  else resolve_model_file(t.model_file, t.files_dir()))
         print(f'{name:<20} {t.obs_dim:>4} {t.nu:>4} {1 / t.dt:>8.1f} {t.episode_steps:>6}  '
