@@ -23,6 +23,8 @@ apex_ros bench apex --task cartpole_swingup --iterations 2 --quiet --json $out/a
 if [ "$quick" != 1 ]; then
   apex_ros bench apex --task halfcheetah_run --iterations 1 --quiet --json $out/apex_halfcheetah_b100.json
 fi
+# The arm: the expert's success at reaching (20 MPC episodes of ur5e_reach).
+apex_ros mpc --task ur5e_reach --episodes 20 --quiet --json $out/mpc_ur5e_reach.json
 # Policy inference through the bundle (the committed halfcheetah bundle, MLP 17 -> 3x128 -> 6).
 apex_ros bench inference --policy experiments/halfcheetah/run_160/policy.onnx --json $out/inference_halfcheetah.json
 # One APEX iteration through the ROS graph (lockstep) vs in-process.

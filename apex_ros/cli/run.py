@@ -9,12 +9,21 @@ from .common import add_config_args, load_config, positive_int
 
 
 def cmd_tasks(args):
+    """Every known task; the model of a task from another package with its full path (where
+    it was installed); a registered task that cannot load, with why."""
+    from ..sim.models import resolve_model_file
     from ..tasks import make_task
     print(f'{"task":<20} {"obs":>4} {"act":>4} {"rate Hz":>8} {"steps":>6}  model')
     for name in known_tasks():
-        t = make_task(name)
+        try:
+            t = make_task(name)
+        except ApexError as e:     # a broken package's entry point: say so, list the others
+            print(f'{name:<20} cannot load: {e}')
+            continue
+        model = (t.model_file if t.files_dir() is None
+                 else resolve_model_file(t.model_file, t.files_dir()))
         print(f'{name:<20} {t.obs_dim:>4} {t.nu:>4} {1 / t.dt:>8.1f} {t.episode_steps:>6}  '
-              f'{t.model_file}')
+              f'{model}')
     return 0
 
 
@@ -45,6 +54,22 @@ def run_episodes(task, act_for, seeds, quiet: bool, steps=None, detail=None) -> 
     return episodes
 
 
+def write_episodes_json(path, what: str, cfg, episodes, extra: dict | None = None):
+    """The episodes' returns and successes with their summary, the config and the machine,
+    as JSON (--json of mpc and eval)."""
+    from .bench import environment, write_json
+    returns = [ep.ret for ep in episodes]
+    success = [ep.success for ep in episodes]
+    data = {'what': what, 'task': cfg.task.name, 'config': str(cfg.path), 'seed': cfg.seed,
+            'episodes': len(episodes), 'return_mean': float(np.mean(returns)),
+            'return_std': float(np.std(returns)), 'returns': returns,
+            'success_rate': None if success[0] is None else float(np.mean(success)),
+            'success': success, **(extra or {})}
+    data.update(environment())
+    write_json(path, data)
+    print(f'-> {path}')
+
+
 def cmd_mpc(args):
     from ..sim.episodes import planner_actor
     cfg = load_config(args)
@@ -65,8 +90,15 @@ def cmd_mpc(args):
                             detail=planning)
     planner.rollouts.close()
     hz = np.mean([1.0 / np.median(ep.plan_seconds) for ep in episodes])
-    print(f'planning {hz:.1f} Hz vs control rate {1 / task.dt:.1f} Hz; '
-          f'wall {time.perf_counter() - t0:.1f} s')
+    wall = time.perf_counter() - t0
+    print(f'planning {hz:.1f} Hz vs control rate {1 / task.dt:.1f} Hz; wall {wall:.1f} s')
+    if args.json:
+        write_episodes_json(args.json, f'expert {cfg.planner_name} (MPC)', cfg, episodes, {
+            'planner': cfg.planner_name, 'samples_per_step': planner.samples_per_step,
+            'horizon': planner.cfg.horizon, 'steps': steps, 'planning_hz': float(hz),
+            'sim_ms_median': float(np.median(np.concatenate([ep.sim_seconds
+                                                             for ep in episodes])) * 1e3),
+            'wall_seconds': wall})
     return 0
 
 
@@ -126,12 +158,15 @@ def cmd_eval(args):
         for e, ep in enumerate(episodes):
             print(episode_line(e, ep))
         print(summary_line(episodes))
-        return 0
-    print(f'evaluating {what} on {task.name}, {args.episodes} episode(s)')
-    run_episodes(task, lambda seed: (planner_actor(planner, seed) if args.expert
-                                     else policy_actor(task, policy)), seeds, args.quiet)
-    if planner is not None:
-        planner.rollouts.close()
+    else:
+        print(f'evaluating {what} on {task.name}, {args.episodes} episode(s)')
+        episodes = run_episodes(task, lambda seed: (planner_actor(planner, seed) if args.expert
+                                                    else policy_actor(task, policy)),
+                                seeds, args.quiet)
+        if planner is not None:
+            planner.rollouts.close()
+    if args.json:
+        write_episodes_json(args.json, what, cfg, episodes)
     return 0
 
 
@@ -182,6 +217,8 @@ def add_parsers(sub):
                    help='control steps per episode (default: the task\'s)')
     p.add_argument('--episodes', type=positive_int, default=1, help='episodes (default 1)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.add_argument('--json', metavar='FILE', help='also write the returns and successes, '
+                   'planning rate and machine as JSON')
     p.set_defaults(func=cmd_mpc)
 
     p = sub.add_parser('train', help='extract a policy with APEX (guided expert + DAgger)')
@@ -205,6 +242,8 @@ def add_parsers(sub):
                    '--policy if given)')
     p.add_argument('--episodes', type=positive_int, default=5, help='episodes (default 5)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
+    p.add_argument('--json', metavar='FILE', help='also write the returns, successes and '
+                   'machine as JSON')
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser('polo', help='POLO: MPPI + value-ensemble learning; exports the '

@@ -4,7 +4,8 @@ and judo's optimizer = sample + update).
 
 Per control step, Planner.plan(state):
   nominal (H, nu) <- first step of an episode: the policy's closed-loop sequence with warm
-                     start, else the middle of the action bounds; later steps: the previous
+                     start, else Task.nominal_action(state) repeated (the middle of the
+                     action bounds, or hold for position targets); later steps: the previous
                      nominal shifted left, its last action from the policy at the predicted
                      horizon end (a planner that records `nominal_end`, iCEM_pi) or repeated;
   search           = begin(nominal, policy sequence, first step)   planner-specific state
@@ -180,7 +181,8 @@ class Planner:
         if self.policy_samples or (self.warm_start and first_step):
             policy_sequence = closed_loop_rollout(self.task, self.policy, state,
                                                   self.cfg.horizon, warmstart)[1][0]
-        search = self.begin(self._nominal(policy_sequence), policy_sequence, first_step)
+        search = self.begin(self._nominal(state, policy_sequence), policy_sequence,
+                            first_step)
         for i, n_i in enumerate(self.populations(search)):
             samples = self.sample(i, n_i, search)
             self.update(i, search, samples, self.evaluate(start, samples))
@@ -190,12 +192,12 @@ class Planner:
                            plan_seconds=time.perf_counter() - t_start)
         return result
 
-    def _nominal(self, policy_sequence):
+    def _nominal(self, state, policy_sequence):
         task = self.task
         if self.mean is None:
             if self.warm_start:
                 return policy_sequence.copy()
-            return np.tile((task.action_low + task.action_high) / 2, (self.cfg.horizon, 1))
+            return np.tile(task.nominal_action(state), (self.cfg.horizon, 1))
         mean = np.empty_like(self.mean)
         mean[:-1] = self.mean[1:]
         if self.warm_start and self.nominal_end is not None:

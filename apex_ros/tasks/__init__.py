@@ -12,15 +12,18 @@ import importlib.metadata
 from pathlib import Path
 
 from ..errors import ApexError
+from ..resources import config_path
 from .base import Task
 from .cartpole import CartpoleSwingup
 from .halfcheetah import HalfCheetahRun
 from .humanoid_standup import HumanoidStandup
+from .ur5e_reach import UR5eReach
 
 TASKS = {cls.name: cls for cls in (
     CartpoleSwingup,
     HalfCheetahRun,
     HumanoidStandup,
+    UR5eReach,
 )}
 DEFAULT_TASK = CartpoleSwingup.name
 ENTRY_POINT_GROUP = 'apex_ros.tasks'
@@ -63,14 +66,13 @@ def task_class(name: str) -> type:
 
 
 def task_config_file(name: str) -> Path | None:
-    """The default config of a task defined outside apex_ros (its class's `config_file`,
-    relative to its module), or None."""
+    """The default config of a task defined outside apex_ros: its class's `config_file`
+    (relative to the module of the class that sets it; config/ for apex_ros's), or None."""
     cls = task_class(name)
-    file = getattr(cls, 'config_file', None)
-    if not file:
+    if not cls.config_file:
         return None
-    module = importlib.import_module(cls.__module__)
-    path = Path(module.__file__).parent / file
+    directory = cls.files_dir('config_file')
+    path = directory / cls.config_file if directory else config_path(cls.config_file)
     if not path.is_file():
         raise ApexError(f'task {name!r}: its config_file {path} does not exist')
     return path

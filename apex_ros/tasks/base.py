@@ -12,6 +12,8 @@ trajectories at once:
 state before actions[:, t] and states[:, t+1] the state after it (frame_skip substeps later).
 """
 import dataclasses
+import importlib
+from pathlib import Path
 
 import mujoco
 import numpy as np
@@ -30,7 +32,10 @@ class Task:
     from the task's YAML (`task.params`) and are validated key by key.
     """
     name: str = ''
-    model_file: str = ''          # under models/, or 'gymnasium:<file>.xml'
+    model_file: str = ''          # under models/ (a task of another package: relative to its
+                                  # module), 'gymnasium:<file>.xml', or an absolute path
+    config_file: str = ''         # a task of another package: its default config, relative to
+                                  # its module ('' = the defaults); apex_ros's: config/<name>.yaml
     frame_skip: int = 1           # physics substeps per control step
     episode_steps: int = 100      # control steps per episode
     reset_noise: float = 0.0      # uniform noise on qpos and qvel at reset
@@ -67,7 +72,17 @@ class Task:
     def build_model(self) -> mujoco.MjModel:
         """The task's model; a task that edits the loaded model (gains, weld poses) overrides
         this and calls super()."""
-        return load_model(self.model_file)
+        return load_model(self.model_file, self.files_dir())
+
+    @classmethod
+    def files_dir(cls, attribute: str = 'model_file') -> Path | None:
+        """The directory `attribute` (model_file, config_file) is relative to: the module of
+        the class that sets it, when that class is outside apex_ros (a task of another package
+        keeps its files beside its module); None for apex_ros's own (models/, config/)."""
+        owner = next(c for c in cls.__mro__ if attribute in vars(c))
+        if owner.__module__.split('.')[0] == 'apex_ros':
+            return None
+        return Path(importlib.import_module(owner.__module__).__file__).parent
 
     def action_bounds(self) -> tuple:
         """(low, high) of the task's action. Default: the actuators' ctrlrange (the action is
@@ -91,6 +106,12 @@ class Task:
     def prepare(self, model: mujoco.MjModel, state: np.ndarray):
         """Write the model parameters that live in the extra state of `state` (nstate,) into
         `model` (a copy owned by the caller) before simulating from it. Default: none."""
+
+    def nominal_action(self, state: np.ndarray) -> np.ndarray:
+        """The action (nu,) a planner's first nominal sequence repeats from `state` (nstate,),
+        before it has a plan or a policy. Default: the middle of the action bounds; a task
+        whose action is a position target returns the current position (hold)."""
+        return (self.action_low + self.action_high) / 2
 
     def initial_extra(self) -> np.ndarray:
         """Extra state of a state built from joints alone (a robot's /joint_states)."""
