@@ -118,7 +118,9 @@ class UR5eReach(Task):
         """Within success_distance of the goal at the end, and settled: the tool moved less
         than success_speed * success_window over the last success_window seconds."""
         p = self.params
-        steps = max(1, round(p.success_window / self.dt))
+        steps = min(max(1, round(p.success_window / self.dt)), len(states) - 1)
+        if steps == 0:   # an episode of one state has not settled anywhere yet
+            return False
         tool = self.tool(states[[-1 - steps, -1]])
         speed = np.linalg.norm(tool[1] - tool[0]) / (steps * self.dt)
         return bool(self.goal_distance(states[-1]) < p.success_distance
