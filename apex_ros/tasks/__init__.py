@@ -2,6 +2,7 @@
 from ..errors import ApexError
 from .base import Task
 from .cartpole import CartpoleSwingup
+from .fetch_pick_and_place import FetchPickAndPlace
 from .halfcheetah import HalfCheetahRun
 from .humanoid_standup import HumanoidStandup
 
@@ -9,6 +10,7 @@ TASKS = {cls.name: cls for cls in (
     CartpoleSwingup,
     HalfCheetahRun,
     HumanoidStandup,
+    FetchPickAndPlace,
 )}
 DEFAULT_TASK = CartpoleSwingup.name
 
