@@ -92,6 +92,7 @@ def test_state_round_trip_with_extra_state(fetch, threads):
     state0, warmstart = sim.plan_inputs()
     rng = np.random.default_rng(1)
     actions = rng.uniform(-1, 1, (3, 5, 4))
+    actions[0, :, 2] = -1     # down to the table
     rollouts = OpenLoopRollouts(fetch, threads=threads)
     try:
         states, ok = rollouts.run(state0, actions, warmstart)
@@ -104,8 +105,15 @@ def test_state_round_trip_with_extra_state(fetch, threads):
         for t in range(5):
             assert np.array_equal(replay.advance(actions[b, t]), states[b, t + 1]), (b, t)
     lay = fetch.layout
-    np.testing.assert_allclose(states[:, 1:, lay.extra['target']],
-                               state0[lay.extra['target']] + 0.05 * np.cumsum(actions[..., :3], 1))
+    target = states[:, 1:, lay.extra['target']]
+    expected = state0[lay.extra['target']] + 0.05 * np.cumsum(actions[..., :3], 1)
+    np.testing.assert_allclose(target[..., :2], expected[..., :2])
+    assert np.all(target[..., 2] >= fetch.target_floor)
+    assert np.any(target[..., 2] == fetch.target_floor)    # the floor was reached: it held
+    lowest = state0[lay.extra['target']][2]
+    for t in range(5):   # z: summed, never below the floor
+        lowest = np.maximum(lowest + 0.05 * actions[:, t, 2], fetch.target_floor)
+        np.testing.assert_allclose(target[:, t, 2], lowest)
     finger = states[:, 1:, lay.extra['finger']][..., 0]
     assert np.all((finger >= 0) & (finger <= 0.2))
     assert np.all(states[:, :, lay.extra['goal']] == state0[lay.extra['goal']])
@@ -131,7 +139,8 @@ def test_integrated_action_matches_the_stepped_env_over_one_step(fetch):
     reads them), one step of the task's action and of gymnasium-robotics' stepped action move
     gripper, fingers and box alike within ONE_STEP_TOLERANCE (what differs: the env's mocap
     quat is the gripper's + (1, 0, 1, 0), ours fixed; its fingers' servos follow each finger,
-    ours their mean). Over many steps they part (the integrated target leads the lagging
+    ours their mean; the env's target may go below the table, ours stops at its floor, so
+    actions stay above it here). Over many steps they part (the integrated target leads the lagging
     gripper: up to ~1.7x its speed at saturated actions); the expert's success under both is
     measured in benchmarks/fetch_expert.py."""
     rng = np.random.default_rng(2)
@@ -143,6 +152,8 @@ def test_integrated_action_matches_the_stepped_env_over_one_step(fetch):
         ours.reset(state=state, warmstart=warmstart)
         for _ in range(2):
             a = rng.uniform(-1, 1, 4)
+            if env.state()[fetch.layout.extra['target']][2] - 0.05 < fetch.target_floor:
+                a[2] = abs(a[2])     # above the floor, where the two definitions can agree
             env.advance(a)
             ours.advance(a)
             gap = max(np.abs(env.data.xpos[fetch.gripper_body]
@@ -155,6 +166,29 @@ def test_integrated_action_matches_the_stepped_env_over_one_step(fetch):
             ours.reset(state=env.state(), warmstart=env.warmstart())   # re-anchor, as MPC does
     assert worst < ONE_STEP_TOLERANCE
     assert worst > 0    # two different definitions, not one compared with itself
+
+
+def test_integrated_action_picks_and_places(fetch):
+    """The task's action can grasp and lift: a scripted controller moving the targets (above
+    the box, open, down, close, to the goal) ends within 2 cm of in-air goals. (Without the
+    target's floor it cannot: a target wound up below the table presses the fingers on it.)"""
+    lay = fetch.layout
+    for seed in (1000, 1001):
+        sim = Simulation(fetch)
+        state = sim.reset(seed)
+        goal = state[lay.extra['goal']]
+        assert goal[2] > fetch.table_height + 0.05        # in the air
+
+        def go(where, grip, steps):
+            for _ in range(steps):
+                delta = (where - sim.state()[lay.extra['target']]) / 0.05
+                sim.advance(np.append(np.clip(delta, -1, 1), grip))
+        box = state[lay.qpos.start + fetch.box_qpos.start:][:3]
+        go(box + [0, 0, 0.1], 1.0, 12)
+        go(box, 1.0, 8)
+        go(sim.state()[lay.extra['target']], -1.0, 4)
+        go(goal, -1.0, 20)
+        assert fetch.box_to_goal(sim.state()) < 0.02
 
 
 def test_wrong_length_state_names_task_and_layout(fetch):

@@ -12,9 +12,11 @@ as the env's. The env moves the mocap to the gripper's *current* position + the 
 every step and sets each finger's servo to its current position + a[3] (`GymnasiumStepped`
 below); one batched `mujoco.rollout` call cannot read the current pose, so here the targets
 are part of the state and integrated from the actions (`actuate`): the mocap target adds
-0.05 a[:3] per step, the finger target adds a[3] and stays within the servos' ctrlrange.
-Both start from the gripper's pose at reset, so the first step is the env's; the expert's
-success under both definitions is measured in benchmarks/fetch_expert.py.
+0.05 a[:3] per step and stays above a floor (where the fingertips meet the table: a target
+wound up below it would press the fingers on the table ever harder, and no grasp closes),
+the finger target adds a[3] and stays within the servos' ctrlrange. Both start from the
+gripper's pose at reset, so the first step is the env's; the expert's success under both
+definitions is measured in benchmarks/fetch_expert.py.
 
 State: FULLPHYSICS + goal (3) + mocap target (3) + finger target (1). Reward (the paper's):
 -|box - goal| after each step, no hand-to-box term; success: |box - goal| <= 0.05 m at the end.
@@ -46,6 +48,10 @@ OBJECT_MIN_DISTANCE = 0.1
 TARGET_RANGE = 0.15
 AIR_PROBABILITY = 0.5
 AIR_HEIGHT = 0.45
+# Lowest mocap target height, above the box's resting centre: the gripper body sits 0.012 m
+# above it when its fingertips touch the table; a target below that would wind up (pressing
+# the gripper into the table harder every step) where the env's target cannot
+TARGET_FLOOR_ABOVE_BOX = 0.015
 FINGERS = ('robot0:l_gripper_finger_joint', 'robot0:r_gripper_finger_joint')
 
 
@@ -101,6 +107,7 @@ class FetchPickAndPlace(Task):
         self._start = (data.time, data.qpos.copy(), data.qvel.copy())
         self.initial_gripper_xpos = data.site('robot0:grip').xpos.copy()
         self.table_height = float(data.site('object0').xpos[2])   # the env's height_offset
+        self.target_floor = self.table_height + TARGET_FLOOR_ABOVE_BOX
 
     # --- the action: targets integrated from the deltas --------------------------------
     def action_bounds(self):
@@ -109,18 +116,21 @@ class FetchPickAndPlace(Task):
     def actuate(self, states0, actions):
         """(B, nstate), (B, H, 4) -> ctrl (B, H, 2), mocap_pos (B, H, 1, 3), extra (B, H, 7).
 
-        Mocap target after step t: start target + 0.05 sum_{s<=t} a_s[:3], summed one step at
-        a time (bitwise what stepping the Simulation adds); finger target after step t: the
-        previous one + a_t[3], within the servos' ctrlrange; both fingers follow it."""
+        Mocap target after step t: the previous one + 0.05 a_t[:3], its height at least
+        `target_floor`; finger target after step t: the previous one + a_t[3], within the
+        servos' ctrlrange; both fingers follow it. Summed one step at a time from the start
+        state's targets: bitwise what stepping the Simulation gives."""
         lay = self.layout
         batch, horizon, _ = actions.shape
-        steps = np.concatenate([states0[:, None, lay.extra['target']],
-                                MOCAP_STEP * actions[..., :3]], axis=1)
-        target = np.cumsum(steps, axis=1)[:, 1:]
+        target = np.empty((batch, horizon, 3))
+        x = states0[:, lay.extra['target']]
         finger = np.empty((batch, horizon))
         f = states0[:, lay.extra['finger'].start]
         lo, hi = self.finger_range
         for t in range(horizon):
+            x = x + MOCAP_STEP * actions[:, t, :3]
+            x[:, 2] = np.maximum(x[:, 2], self.target_floor)
+            target[:, t] = x
             f = np.clip(f + actions[:, t, 3], lo, hi)
             finger[:, t] = f
         extra = np.empty((batch, horizon, lay.extra_size))
