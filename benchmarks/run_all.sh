@@ -3,6 +3,8 @@
 # Run from anywhere: benchmarks/run_all.sh          (20-25 min on 2 shared cores)
 #                    QUICK=1 benchmarks/run_all.sh  (executor and recorder 10 s instead of 30/60 s,
 #                                                   no halfcheetah APEX iteration: ~15 min)
+#                    EXPERTS=1 benchmarks/run_all.sh  (also the Fetch expert baselines: 40
+#                                                   episodes each, hours on 2 cores)
 # PY=/path/to/python overrides the venv's python (scripts/venv creates .venv on first use).
 # Machine speed: every absolute time is read next to planner_halfcheetah_b100_t1.json's
 # sim_ms_median (the physics of one planning step), measured first in the same run.
@@ -42,3 +44,9 @@ apex_ros bench graph --task cartpole_swingup --iterations 1 --quiet --json $out/
 # Ray's overhead per episode; then the APEX iteration time projected to 8/32/128 cores.
 "$py" benchmarks/ray_throughput.py $out/ray_throughput.json
 "$py" benchmarks/apex_scaling_projection.py $out/apex_scaling_projection.json --ray-json $out/ray_throughput.json
+# Fetch Pick&Place expert baselines against APEX Table 1 and the Fig. 3 effect (hours).
+if [ "${EXPERTS:-0}" = 1 ]; then
+  "$py" benchmarks/fetch_expert.py $out/fetch_expert_b100.json --episodes 40
+  "$py" benchmarks/fetch_expert.py $out/fetch_expert_b45.json --episodes 40 --config config/fetch_pick_and_place_b45.yaml
+  "$py" benchmarks/fetch_expert.py $out/fetch_fig3_b45.json --episodes 40 --config config/fetch_pick_and_place_b45.yaml --guide reach
+fi

@@ -31,7 +31,8 @@ def test_unknown_task_lists_known_names():
 
 
 def test_registry_names_match_classes(tasks):
-    assert set(TASKS) == {'cartpole_swingup', 'halfcheetah_run', 'humanoid_standup', 'ur5e_reach'}
+    assert set(TASKS) == {'cartpole_swingup', 'halfcheetah_run', 'humanoid_standup', 'ur5e_reach',
+                          'fetch_pick_and_place'}
     for name, task in tasks.items():
         assert task_class(name) is type(task)
         assert task.name == name

@@ -19,7 +19,8 @@ import numpy as np
 from ..errors import ApexError
 
 KINDS = ('qpos', 'qvel', 'cos', 'sin', 'extra')
-_TERM = re.compile(r'^([^:]*):([A-Za-z0-9_./:-]+)(?:\[(\d+)\])?$')  # names: 'object0:joint'
+# names may hold ':' (gymnasium-robotics' 'robot0:slide0'); the kind ends at the first one
+_TERM = re.compile(r'^([^:]*):([A-Za-z0-9_./:-]+)(?:\[(\d+)\])?$')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,17 +8,24 @@ import mujoco
 from ..errors import ApexError
 from ..resources import model_path
 
+# model-file prefix -> where that installed package keeps its MJCF assets
+PACKAGE_ASSETS = {
+    'gymnasium': ('envs', 'mujoco', 'assets'),
+    'gymnasium_robotics': ('envs', 'assets'),
+}
+
 
 def resolve_model_file(model_file: str, directory: Path | None = None) -> Path:
     """'cartpole.xml' -> models/cartpole.xml (or `directory`/cartpole.xml when given: a task
-    of another package keeps its model beside its module); 'gymnasium:half_cheetah.xml' -> the
-    file shipped inside the installed gymnasium package; an absolute path as it is."""
-    if model_file.startswith('gymnasium:'):
-        spec = importlib.util.find_spec('gymnasium')
+    of another package keeps its model beside its module); 'gymnasium:half_cheetah.xml' and
+    'gymnasium_robotics:fetch/pick_and_place.xml' -> the file shipped inside the installed
+    gymnasium or gymnasium-robotics package; an absolute path as it is."""
+    package, _, name = model_file.partition(':')
+    if name and package in PACKAGE_ASSETS:
+        spec = importlib.util.find_spec(package)
         if spec is None:
-            raise ApexError(f'model {model_file}: the gymnasium package is not installed')
-        assets = Path(spec.origin).parent / 'envs' / 'mujoco' / 'assets'
-        path = assets / model_file.split(':', 1)[1]
+            raise ApexError(f'model {model_file}: the {package} package is not installed')
+        path = Path(spec.origin).parent.joinpath(*PACKAGE_ASSETS[package], name)
     else:
         path = Path(model_file)
         if not path.is_absolute():

@@ -15,6 +15,7 @@ from ..errors import ApexError
 from ..resources import config_path
 from .base import Task
 from .cartpole import CartpoleSwingup
+from .fetch_pick_and_place import FetchPickAndPlace
 from .halfcheetah import HalfCheetahRun
 from .humanoid_standup import HumanoidStandup
 from .ur5e_reach import UR5eReach
@@ -23,6 +24,7 @@ TASKS = {cls.name: cls for cls in (
     CartpoleSwingup,
     HalfCheetahRun,
     HumanoidStandup,
+    FetchPickAndPlace,
     UR5eReach,
 )}
 DEFAULT_TASK = CartpoleSwingup.name

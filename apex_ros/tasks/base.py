@@ -33,7 +33,8 @@ class Task:
     """
     name: str = ''
     model_file: str = ''          # under models/ (a task of another package: relative to its
-                                  # module), 'gymnasium:<file>.xml', or an absolute path
+                                  # module), 'gymnasium[_robotics]:<file>.xml', or an absolute
+                                  # path
     config_file: str = ''         # a task of another package: its default config, relative to
                                   # its module ('' = the defaults); apex_ros's: config/<name>.yaml
     frame_skip: int = 1           # physics substeps per control step

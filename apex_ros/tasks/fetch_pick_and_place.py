@@ -1,0 +1,234 @@
+"""Fetch Pick&Place (gymnasium-robotics' fetch/pick_and_place.xml), as the APEX paper uses it.
+
+The setup reproduces gymnasium-robotics' FetchPickAndPlace (which does not construct under
+MuJoCo >= 3.12): the mocap weld's relative pose zeroed, the base joints and the box at the
+env's initial positions, the gripper moved to its start pose by 10 settling control steps;
+per episode the box's xy is drawn within 0.15 m of the gripper's start (at least 0.1 m from
+it) and the goal within 0.15 m of it, at table height or, half of the time, up to 0.45 m
+above. 50 steps of 20 x 2 ms (25 Hz).
+
+Action: 4 numbers in [-1, 1], an end-effector displacement (x 0.05 m) and a gripper command,
+as the env's. The env moves the mocap to the gripper's *current* position + the displacement
+every step and sets each finger's servo to its current position + a[3] (`GymnasiumStepped`
+below); one batched `mujoco.rollout` call cannot read the current pose, so here the targets
+are part of the state and integrated from the actions (`actuate`): the mocap target adds
+0.05 a[:3] per step and stays above a floor (where the fingertips meet the table: a target
+wound up below it would press the fingers on the table ever harder, and no grasp closes),
+the finger target adds a[3] and stays within the servos' ctrlrange. Both start from the
+gripper's pose at reset, so the first step is the env's; the expert's success under both
+definitions is measured in benchmarks/fetch_expert.py.
+
+State: FULLPHYSICS + goal (3) + mocap target (3) + finger target (1). Reward (the paper's):
+-|box - goal| after each step, no hand-to-box term; success: |box - goal| <= 0.05 m at the end.
+"""
+import dataclasses
+
+import mujoco
+import numpy as np
+
+from ..sim.observation import joint_terms
+from ..sim.simulation import Simulation
+from ..sim.state import get_state
+from .base import Task
+
+# gymnasium-robotics' FetchPickAndPlace setup (fetch/pick_and_place.py, fetch/fetch_env.py)
+INITIAL_QPOS = {
+    'robot0:slide0': 0.405,
+    'robot0:slide1': 0.48,
+    'robot0:slide2': 0.0,
+    'object0:joint': [1.25, 0.53, 0.4, 1.0, 0.0, 0.0, 0.0],
+}
+# the gripper's start, relative to the grip site; + 0.2: the env's gripper_extra_height
+GRIPPER_START_OFFSET = np.array([-0.498, 0.005, -0.431 + 0.2])
+GRIPPER_QUAT = np.array([1.0, 0.0, 1.0, 0.0])   # the env's fixed end-effector orientation
+SETTLE_STEPS = 10
+MOCAP_STEP = 0.05            # metres per unit of a[:3]
+OBJECT_RANGE = 0.15
+OBJECT_MIN_DISTANCE = 0.1
+TARGET_RANGE = 0.15
+AIR_PROBABILITY = 0.5
+AIR_HEIGHT = 0.45
+# Lowest mocap target height, above the box's resting centre: the gripper body sits 0.012 m
+# above it when its fingertips touch the table; a target below that would wind up (pressing
+# the gripper into the table harder every step) where the env's target cannot
+TARGET_FLOOR_ABOVE_BOX = 0.015
+FINGERS = ('robot0:l_gripper_finger_joint', 'robot0:r_gripper_finger_joint')
+
+
+class FetchPickAndPlace(Task):
+    name = 'fetch_pick_and_place'
+    model_file = 'gymnasium_robotics:fetch/pick_and_place.xml'
+    frame_skip = 20            # 25 Hz control (dt 0.002 x 20)
+    episode_steps = 50
+    extra_state = {'goal': 3, 'target': 3, 'finger': 1}
+
+    @dataclasses.dataclass
+    class Params:
+        success_distance: float = 0.05   # metres, box to goal, at the end of the episode
+
+    def __init__(self, params=None, episode_steps=None, where='task.params'):
+        super().__init__(params, episode_steps, where)
+        m = self.model
+        self.gripper_body = m.body('robot0:gripper_link').id
+        box = m.joint('object0:joint')
+        self.box_qpos = slice(int(box.qposadr[0]), int(box.qposadr[0]) + 7)
+        self.finger_qpos = np.array([m.joint(f).qposadr[0] for f in FINGERS])
+        # the fingers' actuators in actuator order (the order of ctrl)
+        self.actuator_finger_qpos = m.jnt_qposadr[m.actuator_trnid[:, 0]]
+        self.finger_range = m.actuator_ctrlrange[0].copy()
+        self._settle()
+
+    def build_model(self):
+        model = super().build_model()
+        for eq in range(model.neq):
+            if int(model.eq_type[eq]) == int(mujoco.mjtEq.mjEQ_WELD):
+                # anchor and relative pose zero, as the env's reset_mocap_welds (the raw XML
+                # keeps the gripper 1.415, 0.264, 0.786 away from the mocap body)
+                model.eq_data[eq, :6] = 0.0
+                model.eq_data[eq, 6:10] = [1.0, 0.0, 0.0, 0.0]
+        # the env's fixed end-effector orientation: rollouts hold the mocap bodies' model quat
+        mocap = int(np.flatnonzero(model.body_mocapid >= 0)[0])
+        model.body_quat[mocap] = GRIPPER_QUAT / np.linalg.norm(GRIPPER_QUAT)
+        return model
+
+    def _settle(self):
+        """The env's _env_setup: base and box placed, the mocap moved above the table, 10
+        control steps; keeps the resulting data as every episode's starting point."""
+        m = self.model
+        data = mujoco.MjData(m)
+        for name, value in INITIAL_QPOS.items():
+            j = m.joint(name)
+            width = 7 if int(j.type[0]) == int(mujoco.mjtJoint.mjJNT_FREE) else 1
+            data.qpos[j.qposadr[0]:j.qposadr[0] + width] = value
+        mujoco.mj_forward(m, data)
+        data.mocap_pos[0] = GRIPPER_START_OFFSET + data.site('robot0:grip').xpos
+        for _ in range(SETTLE_STEPS):
+            mujoco.mj_step(m, data, nstep=self.frame_skip)
+        self._start = (data.time, data.qpos.copy(), data.qvel.copy())
+        self.initial_gripper_xpos = data.site('robot0:grip').xpos.copy()
+        self.table_height = float(data.site('object0').xpos[2])   # the env's height_offset
+        self.target_floor = self.table_height + TARGET_FLOOR_ABOVE_BOX
+
+    # --- the action: targets integrated from the deltas --------------------------------
+    def action_bounds(self):
+        return -np.ones(4), np.ones(4)
+
+    def actuate(self, states0, actions):
+        """(B, nstate), (B, H, 4) -> ctrl (B, H, 2), mocap_pos (B, H, 1, 3), extra (B, H, 7).
+
+        Mocap target after step t: the previous one + 0.05 a_t[:3], its height at least
+        `target_floor`; finger target after step t: the previous one + a_t[3], within the
+        servos' ctrlrange; both fingers follow it. Summed one step at a time from the start
+        state's targets: bitwise what stepping the Simulation gives."""
+        lay = self.layout
+        batch, horizon, _ = actions.shape
+        target = np.empty((batch, horizon, 3))
+        x = states0[:, lay.extra['target']]
+        finger = np.empty((batch, horizon))
+        f = states0[:, lay.extra['finger'].start]
+        lo, hi = self.finger_range
+        for t in range(horizon):
+            x = x + MOCAP_STEP * actions[:, t, :3]
+            x[:, 2] = np.maximum(x[:, 2], self.target_floor)
+            target[:, t] = x
+            f = np.clip(f + actions[:, t, 3], lo, hi)
+            finger[:, t] = f
+        extra = np.empty((batch, horizon, lay.extra_size))
+        extra[..., :3] = states0[:, None, lay.extra['goal']]
+        extra[..., 3:6] = target
+        extra[..., 6] = finger
+        ctrl = np.repeat(finger[..., None], self.model.nu, axis=-1)
+        return ctrl, target[:, :, None, :], extra
+
+    # --- episodes -----------------------------------------------------------------------
+    def reset(self, data, rng):
+        m = self.model
+        mujoco.mj_resetData(m, data)
+        data.time, qpos, qvel = self._start
+        data.qpos[:] = qpos
+        data.qvel[:] = qvel
+        start_xy = self.initial_gripper_xpos[:2]
+        box_xy = start_xy
+        while np.linalg.norm(box_xy - start_xy) < OBJECT_MIN_DISTANCE:
+            box_xy = start_xy + rng.uniform(-OBJECT_RANGE, OBJECT_RANGE, size=2)
+        data.qpos[self.box_qpos.start:self.box_qpos.start + 2] = box_xy
+        goal = self.initial_gripper_xpos + rng.uniform(-TARGET_RANGE, TARGET_RANGE, size=3)
+        goal[2] = self.table_height
+        if rng.uniform() < AIR_PROBABILITY:
+            goal[2] += rng.uniform(0, AIR_HEIGHT)
+        mujoco.mj_forward(m, data)
+        return np.concatenate([goal, self.gripper_targets(data)])
+
+    def gripper_targets(self, data) -> np.ndarray:
+        """(4,): the gripper body's position in `data` and its fingers' mean position: the
+        targets that leave the gripper where it is."""
+        return np.append(data.xpos[self.gripper_body],
+                         np.mean(data.qpos[self.finger_qpos]))
+
+    def initial_extra(self):
+        qpos = self._start[1]
+        return np.concatenate([self.initial_gripper_xpos, self.initial_gripper_xpos,
+                               [np.mean(qpos[self.finger_qpos])]])
+
+    def obs_terms(self):
+        # the robot's joints, the box's pose and velocity, the goal and the integrated targets
+        # (the action moves them: the policy sees where the gripper is being pulled)
+        extra = tuple(f'extra:{name}[{i}]' for name in ('goal', 'target') for i in range(3))
+        return (joint_terms(self.model, 'qpos') + joint_terms(self.model, 'qvel') + extra
+                + ('extra:finger',))
+
+    def box_to_goal(self, states):
+        """(...,) distance of the box from the goal in states (..., nstate)."""
+        box = states[..., self.layout.qpos.start + self.box_qpos.start:
+                     self.layout.qpos.start + self.box_qpos.start + 3]
+        return np.linalg.norm(box - self.extra(states, 'goal'), axis=-1)
+
+    def reward(self, states, actions):
+        return -self.box_to_goal(states[:, 1:])
+
+    def success(self, states):
+        return bool(self.box_to_goal(states[-1]) <= self.params.success_distance)
+
+
+class GymnasiumStepped(Simulation):
+    """Fetch stepped with gymnasium-robotics' own action semantics, for the parity measurement
+    (test/test_fetch.py, benchmarks/fetch_expert.py): each step the mocap goes to the
+    gripper's position as `data` holds it after the previous step + 0.05 a[:3] (the env reads
+    `xpos` without a forward pass), its quat to the gripper's + (1, 0, 1, 0), and each finger's
+    servo to that finger's position + a[3]. The extra state it reports anchors the targets at
+    the gripper (`gripper_targets`), so a planner's integrated rollouts start where the env's
+    next step starts."""
+
+    def state(self):
+        goal = self.extra[:3]
+        extra = np.concatenate([goal, self.task.gripper_targets(self.data)])
+        return np.concatenate([get_state(self.model, self.data), extra])
+
+    def advance(self, action):
+        task, data = self.task, self.data
+        a = np.clip(np.asarray(action, dtype=np.float64), task.action_low, task.action_high)
+        data.mocap_pos[0] = data.xpos[task.gripper_body] + MOCAP_STEP * a[:3]
+        data.mocap_quat[0] = data.xquat[task.gripper_body] + GRIPPER_QUAT
+        data.ctrl[:] = data.qpos[task.actuator_finger_qpos] + a[3]
+        mujoco.mj_step(self.model, data, nstep=task.frame_skip)
+        self.steps += 1
+        return self.state()
+
+
+class ReachOnlyPolicy:
+    """A weak Fetch policy, the guide of the paper's Fig. 3 measurement (benchmarks/
+    fetch_expert.py --guide reach, test/test_fetch.py): moves the mocap target towards the box
+    with the gripper open and never grasps, so it almost never succeeds.
+    obs (B, obs_dim) -> actions (B, 4)."""
+
+    def __init__(self, task: FetchPickAndPlace, gain: float = 0.5):
+        terms = task.observation.terms
+        self.box = [terms.index(f'qpos:object0:joint[{i}]') for i in range(3)]
+        self.target = [terms.index(f'extra:target[{i}]') for i in range(3)]
+        self.gain = gain
+        self.obs_dim, self.act_dim = task.obs_dim, task.nu
+
+    def __call__(self, obs):
+        obs = np.asarray(obs, dtype=np.float64)
+        reach = np.clip(self.gain * (obs[:, self.box] - obs[:, self.target]) / MOCAP_STEP, -1, 1)
+        return np.concatenate([reach, np.ones((len(obs), 1))], axis=1)

@@ -1,0 +1,124 @@
+"""Fetch Pick&Place expert baselines against APEX Table 1, in one run per command:
+
+  definitions (default)  unguided iCEM with the task's action (targets integrated from the
+                         deltas, what rollouts simulate) and with gymnasium-robotics' stepped
+                         action (mocap = gripper + delta each step; GymnasiumStepped), on the
+                         same seeds: success rate of each (paper: 0.81 at budget 100, 0.67 at
+                         45), per-step planning time and the physics time inside it
+  --guide reach          the paper's Fig. 3 setting: a weak policy (ReachOnlyPolicy: reaches
+                         for the box, never grasps) alone, and guiding the expert with fixed
+                         lambda (planner.guidance_lambda) and with adaptive lambda (Eq. 4,
+                         planner.guidance_c)
+
+Episodes alternate between the variants seed by seed (load drift hits them alike); the JSON is
+rewritten after every seed, so an interrupted run keeps what it measured. Seeds start at
+--first-seed (1000: none of them was used for tuning or tests).
+
+    python benchmarks/fetch_expert.py benchmarks/fetch_expert_b100.json --episodes 40
+    python benchmarks/fetch_expert.py OUT.json --only integrated     # one variant
+    python benchmarks/fetch_expert.py benchmarks/fetch_expert_b45.json --episodes 40 \\
+        --config config/fetch_pick_and_place_b45.yaml
+    python benchmarks/fetch_expert.py benchmarks/fetch_fig3_b45.json --episodes 40 \\
+        --config config/fetch_pick_and_place_b45.yaml --guide reach
+"""
+import argparse
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+from apex_ros.cli.bench import environment, write_json
+from apex_ros.config.run import load_run_config
+from apex_ros.planners import make_planner
+from apex_ros.sim.episodes import planner_actor, policy_actor, run_episode
+from apex_ros.tasks.fetch_pick_and_place import GymnasiumStepped, ReachOnlyPolicy
+
+
+def variants(run_cfg, guide: bool) -> dict:
+    """name -> (planner config or None for the policy alone, policy or None, stepped?)"""
+    cfg = run_cfg.planner
+    if not guide:
+        return {'integrated': (cfg, None, False), 'stepped': (cfg, None, True)}
+    return {
+        'policy': (None, 'reach', False),
+        'fixed_lambda': (dataclasses.replace(cfg, lambda_mode='fixed'), 'reach', False),
+        'adaptive_lambda': (dataclasses.replace(cfg, lambda_mode='adaptive'), 'reach', False),
+    }
+
+
+def summary(episodes: list) -> dict:
+    """Success rate with its binomial standard error, final distances, timings."""
+    n = len(episodes)
+    successes = [e['success'] for e in episodes]
+    rate = float(np.mean(successes)) if n else float('nan')
+    out = {'episodes': n, 'success_rate': rate,
+           'success_rate_stderr': math.sqrt(rate * (1 - rate) / n) if n else float('nan'),
+           'final_distance_median': float(np.median([e['final_distance'] for e in episodes]))
+           if n else float('nan')}
+    plan = np.concatenate([e['plan_ms'] for e in episodes]) if n else np.zeros(0)
+    sim = np.concatenate([e['sim_ms'] for e in episodes]) if n else np.zeros(0)
+    if plan.size:
+        out['plan_ms_median'] = float(np.median(plan))
+    if sim.size and np.median(sim) > 0:   # a planner (a policy alone simulates nothing)
+        out.update(sim_ms_median=float(np.median(sim)),
+                   overhead_ratio=float(np.median(plan) / np.median(sim)))
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('json', help='where to write the result')
+    p.add_argument('--config', default='config/fetch_pick_and_place.yaml')
+    p.add_argument('--episodes', type=int, default=40)
+    p.add_argument('--first-seed', type=int, default=1000)
+    p.add_argument('--threads', type=int, default=1, help='rollout threads')
+    p.add_argument('--guide', choices=['reach'], help='the Fig. 3 comparison with this guide')
+    p.add_argument('--only', nargs='+', help='run only these variants (default: all of the mode)')
+    args = p.parse_args()
+    run_cfg = load_run_config(path=args.config)
+    task = run_cfg.make_task()
+    policy = ReachOnlyPolicy(task)
+    runs = variants(run_cfg, args.guide is not None)
+    unknown = set(args.only or ()) - set(runs)
+    if unknown:
+        p.error(f'--only: no variant {", ".join(sorted(unknown))} (this mode has: '
+                f'{", ".join(runs)})')
+    runs = {name: v for name, v in runs.items() if not args.only or name in args.only}
+    results = {name: [] for name in runs}
+    started = time.time()
+    for i in range(args.episodes):
+        seed = args.first_seed + i
+        for name, (planner_cfg, guide, stepped) in runs.items():
+            sim = GymnasiumStepped(task) if stepped else None
+            guide = policy if guide else None
+            if planner_cfg is None:
+                ep = run_episode(task, policy_actor(task, guide), seed, sim=sim)
+            else:
+                planner = make_planner(task, run_cfg.planner_name, planner_cfg,
+                                       threads=args.threads, policy=guide, seed=seed)
+                ep = run_episode(task, planner_actor(planner, seed), seed, sim=sim)
+                planner.rollouts.close()
+            results[name].append({
+                'seed': seed, 'success': bool(ep.success),
+                'final_distance': float(task.box_to_goal(ep.states[-1])),
+                'plan_ms': ep.plan_seconds * 1e3, 'sim_ms': ep.sim_seconds * 1e3})
+        out = {
+            'task': task.name, 'config': args.config, 'planner': run_cfg.planner_name,
+            'planner_settings': dataclasses.asdict(run_cfg.planner),
+            'samples_per_step': [int(n) for n in getattr(run_cfg.planner, 'populations', [])],
+            'threads': args.threads, 'seeds': [args.first_seed, seed],
+            'guide': args.guide, 'minutes': (time.time() - started) / 60,
+            'variants': {name: summary(eps) for name, eps in results.items()},
+            'per_episode': {name: [{k: e[k] for k in ('seed', 'success', 'final_distance')}
+                                   for e in eps] for name, eps in results.items()},
+        }
+        out.update(environment())
+        write_json(args.json, out)
+        line = ', '.join(f'{name} {np.mean([e["success"] for e in eps]):.2f}'
+                         for name, eps in results.items())
+        print(f'{i + 1}/{args.episodes} seed {seed}: success {line}', flush=True)
+
+
+if __name__ == '__main__':
+    main()
