@@ -8,16 +8,24 @@ import mujoco
 from ..errors import ApexError
 from ..resources import model_path
 
+# model-file prefix -> (package, folder of its model files inside the package)
+PACKAGE_ASSETS = {
+    'gymnasium': ('gymnasium', 'envs/mujoco/assets'),
+    'gymnasium_robotics': ('gymnasium_robotics', 'envs/assets'),
+}
+
 
 def resolve_model_file(model_file: str) -> Path:
-    """'cartpole.xml' -> models/cartpole.xml; 'gymnasium:half_cheetah.xml' -> the file shipped
-    inside the installed gymnasium package."""
-    if model_file.startswith('gymnasium:'):
-        spec = importlib.util.find_spec('gymnasium')
+    """'cartpole.xml' -> models/cartpole.xml; 'gymnasium:half_cheetah.xml' or
+    'gymnasium_robotics:adroit_hand/adroit_door.xml' -> the file shipped inside that installed
+    package (PACKAGE_ASSETS)."""
+    prefix, sep, rest = model_file.partition(':')
+    if sep and prefix in PACKAGE_ASSETS:
+        package, folder = PACKAGE_ASSETS[prefix]
+        spec = importlib.util.find_spec(package)
         if spec is None:
-            raise ApexError(f'model {model_file}: the gymnasium package is not installed')
-        assets = Path(spec.origin).parent / 'envs' / 'mujoco' / 'assets'
-        path = assets / model_file.split(':', 1)[1]
+            raise ApexError(f'model {model_file}: the {package} package is not installed')
+        path = Path(spec.origin).parent / folder / rest
     else:
         path = Path(model_file) if Path(model_file).is_absolute() else model_path(model_file)
     if not path.is_file():

@@ -1,11 +1,13 @@
 """Task registry. Adding a task: one file in this folder and one line in TASKS."""
 from ..errors import ApexError
+from .adroit_door import AdroitDoor
 from .base import Task
 from .cartpole import CartpoleSwingup
 from .halfcheetah import HalfCheetahRun
 from .humanoid_standup import HumanoidStandup
 
 TASKS = {cls.name: cls for cls in (
+    AdroitDoor,
     CartpoleSwingup,
     HalfCheetahRun,
     HumanoidStandup,

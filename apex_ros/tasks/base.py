@@ -30,7 +30,7 @@ class Task:
     from the task's YAML (`task.params`) and are validated key by key.
     """
     name: str = ''
-    model_file: str = ''          # under models/, or 'gymnasium:<file>.xml'
+    model_file: str = ''          # under models/, or '<package>:<path>' (sim/models.py)
     frame_skip: int = 1           # physics substeps per control step
     episode_steps: int = 100      # control steps per episode
     reset_noise: float = 0.0      # uniform noise on qpos and qvel at reset
