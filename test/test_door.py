@@ -213,3 +213,31 @@ def test_budget_45_needs_two_iterations():
 def test_humanoid_standup_runs_the_papers_500_steps():
     assert make_task('humanoid_standup').episode_steps == 500
     assert load_run_config('humanoid_standup').make_task().episode_steps == 500
+
+
+@pytest.mark.filterwarnings('ignore')
+def test_matches_gymnasium_robotics_door_env(door):
+    """gymnasium-robotics' AdroitHandDoor-v1 (DAPG's door ported to the mujoco bindings), the
+    same door position and actions: bitwise the same joints for 60 steps; the same reward but
+    for its hand-to-handle term (which that env adds with a + sign, the DAPG code with -)."""
+    gym = pytest.importorskip('gymnasium')
+    gymnasium_robotics = pytest.importorskip('gymnasium_robotics')
+    gym.register_envs(gymnasium_robotics)
+    env = gym.make('AdroitHandDoor-v1').unwrapped
+    try:
+        env.reset(seed=3)
+        door_pos = env.get_env_state()['door_body_pos']
+        sim = Simulation(door)
+        sim.reset(state=door_state(door, door_pos=door_pos))
+        rng = np.random.default_rng(4)
+        for t in range(60):
+            action = rng.uniform(-1, 1, 28)
+            action[0] = 1.0                    # towards the door
+            _, reward_env, *_ = env.step(action)
+            reward, state = sim.step(action)
+            np.testing.assert_array_equal(state[door.layout.qpos], env.data.qpos)
+            np.testing.assert_array_equal(state[door.layout.qvel], env.data.qvel)
+            handle = env.data.site('S_handle').xpos - env.data.site('S_grasp').xpos
+            assert reward == pytest.approx(reward_env - 0.1 * np.linalg.norm(handle), abs=1e-9)
+    finally:
+        env.close()
