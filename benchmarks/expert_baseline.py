@@ -31,6 +31,7 @@ def summary(task, planner, cfg, episodes, seeds, wall) -> dict:
         'populations': [int(n) for n in planner.cfg.populations],
         'samples_per_step': planner.samples_per_step, 'horizon': planner.cfg.horizon,
         'beta': planner.cfg.beta, 'sigma': planner.cfg.sigma,
+        'sigma_relative': planner.cfg.sigma_relative,
         'threads': planner.rollouts.threads, 'episode_steps': task.episode_steps,
         'config': str(cfg.path), 'seeds': seeds[:len(episodes)],
         'episodes': len(episodes),

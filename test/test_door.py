@@ -50,15 +50,27 @@ def test_model_is_dapgs(door):
     np.testing.assert_array_equal(m.actuator_gainprm[arm], raw.actuator_gainprm[arm])
 
 
-def test_action_maps_onto_ctrlrange(door):
+def test_action_is_the_control_and_the_search_is_icems(door):
+    """Action bounds = ctrlrange (the APEX authors' Door env); the Door config's iCEM starts
+    each step with std 0.5 x half each joint's range, as their iCEM (init_std, relative)."""
     low, high = door.model.actuator_ctrlrange.T
-    np.testing.assert_array_equal(door.action_low, -1)
-    np.testing.assert_array_equal(door.action_high, 1)
-    actions = np.stack([-np.ones(28), np.zeros(28), np.ones(28)])[None]
-    ctrl, mocap, extra = door.actuate(door_state(door)[None], actions)
-    np.testing.assert_allclose(ctrl[0], [low, (low + high) / 2, high])
-    assert mocap is None
-    np.testing.assert_array_equal(extra[0, :, 0], -0.25)
+    np.testing.assert_array_equal(door.action_low, low)
+    np.testing.assert_array_equal(door.action_high, high)
+    assert not door.drives_targets and len(door.actuated_joints()) == 28
+    cfg = load_run_config('adroit_door', sets=['rollout.threads=1'])
+    planner = make_planner(door, cfg.planner_name, cfg.planner, threads=1, seed=0)
+    try:
+        search = planner.begin(np.zeros((30, 28)), None, True)
+    finally:
+        planner.rollouts.close()
+    np.testing.assert_allclose(search.std, np.broadcast_to(0.25 * (high - low), (30, 28)))
+    assert search.std[0, 3] == pytest.approx(0.75)      # ARRz: -1..2 rad
+
+
+def ctrl_of(task, normalized):
+    """DAPG's normalized action [-1, 1] -> the control."""
+    low, high = task.model.actuator_ctrlrange.T
+    return (low + high) / 2 + normalized * (high - low) / 2
 
 
 def test_reset_distribution(door):
@@ -131,11 +143,12 @@ def test_state_round_trip_with_the_door_position(door):
     sim = Simulation(door)
     sim.reset(11)
     for _ in range(3):
-        sim.step(rng.uniform(-1, 1, 28))
+        sim.step(ctrl_of(door, rng.uniform(-1, 1, 28)))
     state0, warmstart = sim.plan_inputs()
-    actions = np.zeros((2, 40, 28))
-    actions[..., 0] = 1.0                  # the arm towards the door
-    actions[1, :, 1] = 0.5
+    normalized = np.zeros((2, 40, 28))
+    normalized[..., 0] = 1.0               # the arm towards the door
+    normalized[1, :, 1] = 0.5
+    actions = ctrl_of(door, normalized)
     rollouts = OpenLoopRollouts(door)
     try:
         states, ok = rollouts.run(state0, actions, warmstart)
@@ -150,9 +163,8 @@ def test_state_round_trip_with_the_door_position(door):
     data = mujoco.MjData(model)
     set_state(model, data, state0)
     data.qacc_warmstart[:] = warmstart
-    low, high = model.actuator_ctrlrange.T
     for t in range(40):
-        data.ctrl[:] = (low + high) / 2 + actions[0, t] * (high - low) / 2
+        data.ctrl[:] = actions[0, t]
         mujoco.mj_step(model, data, nstep=door.frame_skip)
         np.testing.assert_array_equal(states[0, t + 1, 1:31], data.qpos)
         np.testing.assert_array_equal(states[0, t + 1, 31:61], data.qvel)
@@ -218,8 +230,9 @@ def test_humanoid_standup_runs_the_papers_500_steps():
 @pytest.mark.filterwarnings('ignore')
 def test_matches_gymnasium_robotics_door_env(door):
     """gymnasium-robotics' AdroitHandDoor-v1 (DAPG's door ported to the mujoco bindings), the
-    same door position and actions: bitwise the same joints for 60 steps; the same reward but
-    for its hand-to-handle term (which that env adds with a + sign, the DAPG code with -)."""
+    same door position and actions (normalized there, the control here): bitwise the same
+    joints for 60 steps; the same reward but for its hand-to-handle term (which that env adds
+    with a + sign, the DAPG code with -)."""
     gym = pytest.importorskip('gymnasium')
     gymnasium_robotics = pytest.importorskip('gymnasium_robotics')
     gym.register_envs(gymnasium_robotics)
@@ -234,7 +247,7 @@ def test_matches_gymnasium_robotics_door_env(door):
             action = rng.uniform(-1, 1, 28)
             action[0] = 1.0                    # towards the door
             _, reward_env, *_ = env.step(action)
-            reward, state = sim.step(action)
+            reward, state = sim.step(ctrl_of(door, action))
             np.testing.assert_array_equal(state[door.layout.qpos], env.data.qpos)
             np.testing.assert_array_equal(state[door.layout.qvel], env.data.qvel)
             handle = env.data.site('S_handle').xpos - env.data.site('S_grasp').xpos

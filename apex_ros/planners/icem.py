@@ -4,7 +4,7 @@ Per control step (the loop and the nominal's shift are base.Planner's):
   mean <- policy rollout (first step, warm start) or the previous mean shifted left, its last
           action from the policy at the predicted end of last step's best sequence (or
           repeated without a policy);
-  std  <- sigma everywhere.
+  std  <- sigma everywhere (sigma_relative: sigma x half each action's range).
   for i in 0..iterations-1:
       N_i = max(2k, int(N / gamma^i)) colored-noise samples clip(mean + noise * std)
       i == 0: the best fraction zeta of last step's elites, shifted by one step with a

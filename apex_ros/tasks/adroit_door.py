@@ -2,11 +2,11 @@
 4-dof arm unlatches and swings open a door whose position is randomized per episode.
 
 Model: gymnasium-robotics' adroit_door.xml with DAPG's start-up gain overrides (wrist servos
-kp 10, finger servos kp 1), frame_skip 5 (dt 0.01 s), 200 steps. The action is DAPG's: 28
-numbers in [-1, 1], each mapped linearly onto its actuator's ctrlrange (a joint position
-target). The APEX authors' iCEM searched the ctrlrange itself with an initial std of
-0.5 x half its width; the planners here take sigma in action units, so on the normalized
-action sigma 0.5 is that same search.
+kp 10, finger servos kp 1), frame_skip 5 (dt 0.01 s), 200 steps. The action is the control:
+28 joint position targets within the actuators' ctrlrange, as in the APEX authors' Door env
+(martius-lab/iCEM environments/mjenvs.py, use_normalized_actions=False: DAPG's [-1, 1]
+scaling is undone before the env applies it). Their iCEM's initial std was 0.5 x half each
+action's range: config/adroit_door.yaml sets planner.sigma_relative.
 
 The door's position lives in model.body_pos, not in MjData: it is the extra-state block
 'door_pos' (3,), drawn at reset as DAPG does and written into the simulator's model by
@@ -66,14 +66,6 @@ class AdroitDoor(Task):
         # position and velocity, then the door's position
         return (joint_terms(self.model, 'qpos') + joint_terms(self.model, 'qvel')
                 + extra_terms(self.layout, 'door_pos'))
-
-    def action_bounds(self):
-        return -np.ones(self.model.nu), np.ones(self.model.nu)
-
-    def actuate(self, states0, actions):
-        low, high = self.model.actuator_ctrlrange.T
-        _, _, extra = super().actuate(states0, actions)
-        return (low + high) / 2 + actions * (high - low) / 2, None, extra
 
     def reset(self, data, rng):
         mujoco.mj_resetData(self.model, data)
