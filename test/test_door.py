@@ -254,3 +254,17 @@ def test_matches_gymnasium_robotics_door_env(door):
             assert reward == pytest.approx(reward_env - 0.1 * np.linalg.norm(handle), abs=1e-9)
     finally:
         env.close()
+
+
+def test_mppi_perturbations_scale_with_the_range_when_relative(door):
+    low, high = door.model.actuator_ctrlrange.T
+    planner = make_planner(door, 'mppi', {'budget': 8, 'horizon': 2, 'beta': 0.0,
+                                          'sigma_relative': True}, threads=1, seed=0)
+    try:
+        search = planner.begin(np.tile((low + high) / 2, (2, 1)), None, True)
+        samples = planner.sample(0, 2000, search)
+    finally:
+        planner.rollouts.close()
+    spread = samples[1:].std(axis=(0, 1)) / (high - low)   # row 0 is the mean itself
+    np.testing.assert_allclose(spread, spread.mean(), rtol=0.1)
+    assert (high - low).max() / (high - low).min() > 5
