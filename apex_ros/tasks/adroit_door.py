@@ -47,6 +47,7 @@ class AdroitDoor(Task):
         velocity_weight: float = 1e-5
         success_angle: float = 1.35      # rad: the door counts as open (DAPG's goal_achieved)
         success_steps: int = 25          # success: open after more than this many steps
+        planning_velocity_weight: float = 0.0  # the velocity penalty the planner pays (below)
 
     def build_model(self):
         model = super().build_model()
@@ -86,6 +87,17 @@ class AdroitDoor(Task):
         for angle, bonus in self.bounties:
             reward = reward + bonus * (hinge > angle)
         return reward
+
+    def planning_reward(self, states, actions):
+        # The APEX authors' planner cost (martius-lab/iCEM mjenvs.py Door.cost_fn) meant the
+        # same velocity penalty but indexed the last 30 observation entries, which are finger
+        # angles and door/palm/handle positions, not velocities: ~1e-5 per step, no force on
+        # the search. On the true velocities the penalty is the only term that varies while
+        # the door is shut, and it drives the search to hold the hand still.
+        p = self.params
+        velocity = np.sum(self.qvel(states[:, 1:]) ** 2, axis=-1)
+        return (self.reward(states, actions)
+                + (p.velocity_weight - p.planning_velocity_weight) * velocity)
 
     def success(self, states):
         hinge = states[1:, self.hinge_column]
