@@ -121,6 +121,11 @@ def test_reward_velocity_penalty(door):
     states = np.stack([np.stack([still, still]), np.stack([still, moving])])
     reward = door.reward(states, np.zeros((2, 1, 28)))
     assert reward[0, 0] - reward[1, 0] == pytest.approx(1e-5 * 14)
+    # the planner does not pay it (the APEX authors' planner cost did not either)
+    planning = door.planning_reward(states, np.zeros((2, 1, 28)))
+    assert planning[0, 0] == planning[1, 0] == pytest.approx(reward[0, 0])
+    charged = make_task('adroit_door', {'planning_velocity_weight': 1e-5})
+    np.testing.assert_allclose(charged.planning_reward(states, np.zeros((2, 1, 28))), reward)
 
 
 @pytest.mark.parametrize('open_steps, success', [(25, False), (26, True), (200, True)])

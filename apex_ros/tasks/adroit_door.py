@@ -16,6 +16,7 @@ Reward (DAPG's door_v0 step without its hand-to-handle term, as the APEX paper: 
 opening, a quadratic penalty on the velocities, and a bounty for opening the door"), on the
 state after each step, h = door hinge angle:
     -0.1 (h - 1.57)^2 - 1e-5 |qvel|^2 + 2 [h > 0.2] + 8 [h > 1.0] + 10 [h > 1.35]
+The planner maximizes the same without the velocity penalty (`planning_reward`, below).
 Success as DAPG's evaluate_success: the door is open (h >= 1.35) after more than 25 of the
 episode's steps.
 """
