@@ -3,8 +3,8 @@
 # Run from anywhere: benchmarks/run_all.sh          (20-25 min on 2 shared cores)
 #                    QUICK=1 benchmarks/run_all.sh  (executor and recorder 10 s instead of 30/60 s,
 #                                                   no halfcheetah APEX iteration: ~15 min)
-#                    EXPERTS=1 benchmarks/run_all.sh  (also the Fetch expert baselines: 40
-#                                                   episodes each, hours on 2 cores)
+#                    EXPERTS=1 benchmarks/run_all.sh  (also the paper's expert baselines on
+#                                                   Fetch, Door and Humanoid Standup: hours)
 # PY=/path/to/python overrides the venv's python (scripts/venv creates .venv on first use).
 # Machine speed: every absolute time is read next to planner_halfcheetah_b100_t1.json's
 # sim_ms_median (the physics of one planning step), measured first in the same run.
@@ -49,4 +49,10 @@ if [ "${EXPERTS:-0}" = 1 ]; then
   "$py" benchmarks/fetch_expert.py $out/fetch_expert_b100.json --episodes 40
   "$py" benchmarks/fetch_expert.py $out/fetch_expert_b45.json --episodes 40 --config config/fetch_pick_and_place_b45.yaml
   "$py" benchmarks/fetch_expert.py $out/fetch_fig3_b45.json --episodes 40 --config config/fetch_pick_and_place_b45.yaml --guide reach
+  # The unguided iCEM expert on Door and Humanoid Standup (returns, success, plan/physics time).
+  "$py" benchmarks/expert_baseline.py $out/expert_adroit_door_b45.json --task adroit_door --episodes 20 --threads 1
+  "$py" benchmarks/expert_baseline.py $out/expert_humanoid_standup_b100.json --task humanoid_standup --episodes 5 --threads 1
+  "$py" benchmarks/expert_baseline.py $out/expert_humanoid_standup_b45.json --task humanoid_standup --budget 45 --set planner.iterations=2 --episodes 5 --threads 1
+  apex_ros bench apex --task adroit_door --iterations 1 --threads 1 --set apex.expert_rollouts=1 --set apex.dagger_rollouts=1 --set task.episode_steps=20 --set apex.eval_episodes=1 --quiet --json $out/apex_adroit_door_probe.json
+  apex_ros bench apex --task humanoid_standup --iterations 1 --threads 1 --set task.episode_steps=20 --quiet --json $out/apex_humanoid_standup_probe.json
 fi

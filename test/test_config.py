@@ -321,17 +321,25 @@ SHIPPED_BEFORE = {
                  'dagger_until_failure': True},
         'train': {'hidden': [128, 128, 128], 'lr': 0.0005, 'l1': 0.000001, 'l2': 0.00001,
                   'batch_size': 1024, 'steps': 5000, 'threads': 2, 'reinit': True}},
-    'humanoid_standup': {
-        'task': {'episode_steps': 1000, 'params': {
+    'humanoid_standup': {    # since issue 15: the paper's 500 steps, iCEM's relative std
+        'task': {'episode_steps': 500, 'params': {
             'uph_weight': 1.0, 'ctrl_cost_weight': 0.1, 'alive_bonus': 1.0}},
         'planner': {'name': 'icem', 'horizon': 30, 'budget': 100, 'iterations': 3, 'elites': 10,
-                    'sigma': 0.5, 'alpha': 0.1, 'gamma': 1.25, 'keep_fraction': 0.3,
+                    'sigma': 0.5, 'sigma_relative': True, 'alpha': 0.1, 'gamma': 1.25,
+                    'keep_fraction': 0.3,
                     'beta': 2.0},
         'rollout': {'threads': 2}, 'seed': 0,
         'apex': {'iterations': 50, 'expert_rollouts': 1, 'dagger_rollouts': 1, 'window': 100,
                  'action_norm_c': 0.025, 'eval_episodes': 1, 'ablation': 'none'},
         'train': {'hidden': [128, 128, 128], 'lr': 0.0005, 'l1': 0.000001, 'l2': 0.00001,
                   'batch_size': 1024, 'steps': 1000, 'threads': 1}},
+    'adroit_door': {
+        'task': {'episode_steps': 200},
+        'planner': {'name': 'icem', 'horizon': 30, 'budget': 45, 'iterations': 2, 'elites': 10,
+                    'sigma': 0.5, 'sigma_relative': True, 'alpha': 0.1, 'gamma': 1.25,
+                    'keep_fraction': 0.3, 'beta': 2.5},
+        'apex': {'iterations': 50, 'expert_rollouts': 10, 'dagger_rollouts': 10, 'window': 1000,
+                 'action_norm_c': 0.025, 'eval_episodes': 10}},
 }
 
 

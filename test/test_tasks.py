@@ -31,8 +31,8 @@ def test_unknown_task_lists_known_names():
 
 
 def test_registry_names_match_classes(tasks):
-    assert set(TASKS) == {'cartpole_swingup', 'halfcheetah_run', 'humanoid_standup', 'ur5e_reach',
-                          'fetch_pick_and_place'}
+    assert set(TASKS) == {'adroit_door', 'cartpole_swingup', 'halfcheetah_run',
+                          'humanoid_standup', 'ur5e_reach', 'fetch_pick_and_place'}
     for name, task in tasks.items():
         assert task_class(name) is type(task)
         assert task.name == name
@@ -46,6 +46,9 @@ def test_missing_model_file_names_the_path():
 def test_missing_gymnasium_model_names_the_path():
     with pytest.raises(ApexError, match=r'not found: .*assets[/\\]nope\.xml'):
         load_model('gymnasium:nope.xml')
+    with pytest.raises(ApexError, match=r'not found: .*gymnasium_robotics[/\\]envs[/\\]'
+                       r'assets[/\\]nope\.xml'):
+        load_model('gymnasium_robotics:nope.xml')
 
 
 def test_missing_absolute_model_names_the_path(tmp_path):

@@ -71,12 +71,21 @@ class PlannerConfig:
 class SamplingConfig(PlannerConfig):
     """Planners that sample Gaussian perturbations of the nominal, correlated in time."""
     sigma: float = 0.5           # std of the perturbations (initial std for CEM)
+    sigma_relative: bool = False  # sigma in units of half each action's range (as the iCEM
+    #                               code's init_std), else in action units
     beta: float = 0.0            # colored-noise exponent; 0 = white noise
 
     def validate(self, where='planner'):
         super().validate(where)
         require(self.sigma >= 0, f'{where}.sigma', f'must be >= 0, got {self.sigma}')
         require(self.beta >= 0, f'{where}.beta', f'must be >= 0, got {self.beta}')
+
+
+def perturbation_std(cfg: SamplingConfig, task):
+    """The perturbations' std: sigma, or (nu,) sigma x half each action's range."""
+    if cfg.sigma_relative:
+        return cfg.sigma * (task.action_high - task.action_low) / 2
+    return cfg.sigma
 
 
 @dataclasses.dataclass

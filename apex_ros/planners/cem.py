@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 
 from ..config import require
-from .base import Planner, SamplingConfig, Search
+from .base import Planner, SamplingConfig, Search, perturbation_std
 from .costs import total_cost
 from .noise import perturbed_sequences
 
@@ -55,7 +55,8 @@ class CEMPlanner(Planner):
 
     def begin(self, mean, policy_sequence, first_step):
         return self.Search(mean, policy_sequence, first_step,
-                           std=np.full(mean.shape, self.cfg.sigma))
+                           std=np.broadcast_to(perturbation_std(self.cfg, self.task),
+                                               mean.shape).copy())
 
     def perturbed(self, n: int, search: CEMSearch) -> np.ndarray:
         """n samples (n, H, nu) around the search's mean with its std."""

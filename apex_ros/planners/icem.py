@@ -4,7 +4,7 @@ Per control step (the loop and the nominal's shift are base.Planner's):
   mean <- policy rollout (first step, warm start) or the previous mean shifted left, its last
           action from the policy at the predicted end of last step's best sequence (or
           repeated without a policy);
-  std  <- sigma everywhere.
+  std  <- sigma everywhere (sigma_relative: sigma x half each action's range).
   for i in 0..iterations-1:
       N_i = max(2k, int(N / gamma^i)) colored-noise samples clip(mean + noise * std)
       i == 0: the best fraction zeta of last step's elites, shifted by one step with a
@@ -16,7 +16,10 @@ Per control step (the loop and the nominal's shift are base.Planner's):
       mean, std <- (1 - alpha) * elite fit + alpha * old.
   execute the first action of the best sequence (the best so far is carried through the
   iterations and re-scored with the current lambdas), or with act: mean that of the final mean.
-"Budget" is the number of freshly sampled sequences per step, sum_i N_i.
+"Budget" is the number of freshly sampled sequences per step, sum_i N_i (as the iCEM
+paper and its code count it). With k = 10 and gamma = 1.25 the APEX paper's budgets are
+100 = 3 iterations (N = 41: 41 + 32 + 26; the iCEM code's N = 40 gives 97) and 45 = 2
+iterations (25 + 20): three iterations need at least 3 x 2k = 60.
 """
 import dataclasses
 
@@ -48,7 +51,9 @@ class ICEMConfig(CEMConfig):
             raise ConfigError(
                 f'{where}.budget: {self.budget} is below the minimum {minimum} '
                 f'(each of the {self.iterations} iterations samples at least 2 x elites = '
-                f'{2 * self.elites}); raise the budget or lower elites/iterations')
+                f'{2 * self.elites}); raise the budget or lower iterations/elites (the '
+                f'paper\'s budget 45 with 10 elites: --set planner.iterations=2, README '
+                f'"The paper\'s budgets")')
 
     @property
     def num_samples(self) -> int:

@@ -18,7 +18,7 @@ import dataclasses
 import numpy as np
 
 from ..config import require
-from .base import Planner, PlanResult, SamplingConfig, Search
+from .base import Planner, PlanResult, SamplingConfig, Search, perturbation_std
 from .costs import total_cost
 from .noise import perturbed_sequences
 
@@ -71,7 +71,8 @@ class MPPI(Planner):
 
     def sample(self, i, n, search):
         cfg, task = self.cfg, self.task
-        samples = perturbed_sequences(search.mean, cfg.sigma, cfg.beta, n, self.rng,
+        samples = perturbed_sequences(search.mean, perturbation_std(cfg, task), cfg.beta, n,
+                                      self.rng,
                                       task.action_low, task.action_high)
         samples[0] = np.clip(search.mean, task.action_low, task.action_high)
         return samples

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import ApexError
 from ..resources import config_path
+from .adroit_door import AdroitDoor
 from .base import Task
 from .cartpole import CartpoleSwingup
 from .fetch_pick_and_place import FetchPickAndPlace
@@ -21,6 +22,7 @@ from .humanoid_standup import HumanoidStandup
 from .ur5e_reach import UR5eReach
 
 TASKS = {cls.name: cls for cls in (
+    AdroitDoor,
     CartpoleSwingup,
     HalfCheetahRun,
     HumanoidStandup,

@@ -17,7 +17,7 @@ class HumanoidStandup(Task):
     name = 'humanoid_standup'
     model_file = 'gymnasium:humanoidstandup.xml'
     frame_skip = 5             # 66.7 Hz control (dt 0.003 x 5)
-    episode_steps = 1000
+    episode_steps = 500        # the APEX paper's task horizon (gymnasium's default is 1000)
     reset_noise = 0.01
 
     @dataclasses.dataclass
