@@ -273,3 +273,17 @@ def test_mppi_perturbations_scale_with_the_range_when_relative(door):
     spread = samples[1:].std(axis=(0, 1)) / (high - low)   # row 0 is the mean itself
     np.testing.assert_allclose(spread, spread.mean(), rtol=0.1)
     assert (high - low).max() / (high - low).min() > 5
+
+
+def test_bundle_exports_as_position_interface(door, tmp_path):
+    """Door's 28 servos (DAPG's arm: kp 500 against a bias of 200; wrist and fingers as
+    overridden) are all position-style: its bundle commands joint targets within the joints'
+    ranges, which is what the APEX run exports every iteration."""
+    from apex_ros.deploy.export import export_bundle
+    from apex_ros.learning.student import MLPPolicy
+    bundle = export_bundle(MLPPolicy(door.obs_dim, door.nu, (8,)), door, tmp_path / 'd.onnx', 1)
+    assert bundle.command.interface == 'position'
+    j = door.model.actuator_trnid[:, 0]
+    np.testing.assert_allclose(bundle.command.low, np.maximum(door.action_low,
+                                                              door.model.jnt_range[j, 0]))
+    assert bundle.act(np.zeros(door.obs_dim)).shape == (28,)

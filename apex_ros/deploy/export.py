@@ -54,16 +54,16 @@ def task_signature(task) -> dict:
 
 
 def actuator_kind(model, a: int) -> str | None:
-    """'effort' for a motor (fixed gain, no bias), 'position' for a position servo (fixed
-    gain kp, affine bias -kp * length), else None."""
+    """'effort' for a motor (fixed gain, no bias), 'position' for a position-style servo
+    (fixed gain kp > 0, affine bias -kv' * length with kv' > 0: the command is a joint target;
+    kv' = kp for MuJoCo's <position>, DAPG's Adroit arm has kp 500 against 200), else None."""
     gaintype, biastype = int(model.actuator_gaintype[a]), int(model.actuator_biastype[a])
     kp, bias = model.actuator_gainprm[a, 0], model.actuator_biasprm[a, :3]
     if gaintype != mujoco.mjtGain.mjGAIN_FIXED:
         return None
     if biastype == mujoco.mjtBias.mjBIAS_NONE:
         return 'effort'
-    if (biastype == mujoco.mjtBias.mjBIAS_AFFINE and bias[0] == 0 and kp > 0
-            and np.isclose(bias[1], -kp)):
+    if biastype == mujoco.mjtBias.mjBIAS_AFFINE and bias[0] == 0 and kp > 0 and bias[1] < 0:
         return 'position'
     return None
 
