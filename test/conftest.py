@@ -255,3 +255,14 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if hasattr(item.module, 'rosutil') or 'rclpy' in vars(item.module):
             item.add_marker(pytest.mark.ros)
+
+
+@pytest.fixture(scope='module')
+def context():
+    """One rclpy context per test module (the module imports rosutil first, which isolates
+    its ROS domain)."""
+    import rclpy
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    ctx.try_shutdown()

@@ -19,7 +19,6 @@ from test_policy_executor import (
     SUCCESS,
     Rig,
     call,
-    context,  # noqa: F401 (a fixture)
     gain,
     linear_bundle,
     valid,

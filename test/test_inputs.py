@@ -167,13 +167,6 @@ def test_observation_from_joint_states_and_inputs_is_the_simulation_s(reach, bun
 
 
 # --- the executor over DDS --------------------------------------------------------------------
-@pytest.fixture(scope='module')
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    ctx.try_shutdown()
-
 
 class Rig:
     """A probe publishing joint states and, while `object` is not None, the object's pose

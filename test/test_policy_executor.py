@@ -70,14 +70,6 @@ def gain(slider):
     return [pytest.approx(np.clip(5 * slider + 0.3, -1, 1), rel=1e-6)]
 
 
-@pytest.fixture(scope='module')
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    ctx.try_shutdown()
-
-
 class Rig:
     """A probe node publishing `state` (names, positions, velocities) at 200 Hz while it is not
     None, collecting commands and the executor's /rosout records; `spin` spins both nodes.

@@ -17,8 +17,6 @@ import torch
 
 from apex_ros.cli.bench import environment, write_json
 from apex_ros.config.run import load_run_config
-from apex_ros.learning.student import MLPPolicy, make_optimizer, train_policy
-from apex_ros.learning.train_config import TrainConfig
 from apex_ros.sim.simulation import Simulation
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,19 +55,6 @@ def planning_cpu(cfg, steps: int, seed: int):
     return float(np.median(plan_cpu)), plan_wall / sim_wall, task
 
 
-def training_cpu(obs_dim: int, nu: int, samples: int = 50_000) -> float:
-    torch.manual_seed(0)
-    cfg = TrainConfig()
-    model = MLPPolicy(obs_dim, nu, cfg.hidden)
-    rng = np.random.default_rng(0)
-    obs = rng.standard_normal((samples, obs_dim)).astype(np.float32)
-    act = rng.standard_normal((samples, nu)).astype(np.float32)
-    c0 = time.process_time()
-    train_policy(model, make_optimizer(model, cfg), obs, act, cfg,
-                 torch.Generator().manual_seed(0))
-    return time.process_time() - c0
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('json')
@@ -84,7 +69,7 @@ def main():
     for name, task_name, sets, n, table4 in SETTINGS:
         cfg = load_run_config(task_name, sets=['rollout.threads=1', *sets])
         step_cpu, plan_over_physics, task = planning_cpu(cfg, args.steps, args.seed)
-        train = training_cpu(task.obs_dim, task.nu)
+        train = projection.training_seconds(task.obs_dim, task.nu, clock=time.process_time)
         r = {'task': task_name, 'sets': sets, 'populations': [
                 int(x) for x in cfg.planner.populations],
              'plan_cpu_seconds_per_step': step_cpu, 'plan_over_physics_wall': plan_over_physics,
