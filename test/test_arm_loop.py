@@ -4,15 +4,14 @@ from `apex-ros launch policy` with the position interface, goals sent on /sim/go
 republishes /goal, which the executor reads), a bag from `apex-ros record --bundle`, relabeled
 with `--input-topic goal=/goal`, retrained, and the new bundle hot-swapped in. Also the sim
 node's hold for position servos (the measured positions, not the zero pose)."""
-import json
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import rclpy
 import rosutil  # noqa: I100 (first: isolates the ROS domain before rclpy.init)
@@ -26,8 +25,7 @@ from test_graph import launch
 
 from apex_ros import cli
 from apex_ros.bags.reader import BagReader
-from apex_ros.deploy.bundle import FORMAT_VERSION, METADATA_KEY, PolicyBundle
-from apex_ros.deploy.export import task_signature
+from apex_ros.deploy.bundle import PolicyBundle
 from apex_ros.learning.dataset import Dataset
 from apex_ros.ros import protocol, qos
 from apex_ros.tasks import make_task
@@ -35,26 +33,10 @@ from apex_ros.tasks.ur5e_reach import HOME, tool_position
 
 CONTROLLER = 'forward_position_controller'
 COMMANDS = protocol.command_topic(CONTROLLER)
-REPO = __import__('pathlib').Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]
+# the 20-iteration APEX policy of experiments/ur5e_reach (success 0.25 in simulation)
 TRAINED = REPO / 'experiments' / 'ur5e_reach' / 'apex_run' / 'policy.onnx'
 GOAL = [-0.45, 0.15, 0.3]     # in the goal region, ~0.2 m from the home pose's tool
-
-
-@pytest.fixture
-def trained(tmp_path):
-    """experiments/ur5e_reach's 20-iteration policy (success 0.25), written before bundles
-    declared inputs and command interfaces: its graph with the task's current signature."""
-    arm = make_task('ur5e_reach')
-    proto = onnx.load(TRAINED)
-    entry = next(e for e in proto.metadata_props if e.key == METADATA_KEY)
-    meta = json.loads(entry.value)
-    signature = task_signature(arm)
-    assert meta['obs']['terms'] == signature['obs']['terms']
-    signature['obs'] = {**meta['obs'], **signature['obs']}
-    entry.value = json.dumps({**meta, **signature, 'format_version': FORMAT_VERSION})
-    path = tmp_path / 'trained.onnx'
-    path.write_bytes(proto.SerializeToString())
-    return path
 
 
 @pytest.fixture
@@ -116,10 +98,10 @@ def test_realtime_hold_of_position_servos_keeps_the_measured_positions(probe, tm
 
 
 @pytest.mark.slow
-def test_deploy_record_relabel_retrain_redeploy_the_arm(probe, trained, tmp_path):
+def test_deploy_record_relabel_retrain_redeploy_the_arm(probe, tmp_path):
     node, executor, procs = probe
     arm = make_task('ur5e_reach')
-    bundle = PolicyBundle(trained)
+    bundle = PolicyBundle(TRAINED)
     low, high = bundle.command.low, bundle.command.high
     states = Collector(node, JointState, protocol.JOINT_STATES, 10)
     goals = Collector(node, PointStamped, '/goal', 10)
@@ -134,7 +116,7 @@ def test_deploy_record_relabel_retrain_redeploy_the_arm(probe, trained, tmp_path
     with open(tmp_path / 'record.log', 'wb') as out:
         recorder = subprocess.Popen(
             [sys.executable, '-m', 'apex_ros.cli', 'record', '-o', str(bag), '--controller',
-             CONTROLLER, '--bundle', str(trained)], stdout=out, stderr=subprocess.STDOUT,
+             CONTROLLER, '--bundle', str(TRAINED)], stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True)
     procs.procs.append(recorder)
     params = tmp_path / 'robot.yaml'
@@ -142,7 +124,7 @@ def test_deploy_record_relabel_retrain_redeploy_the_arm(probe, trained, tmp_path
         'controller': CONTROLLER, 'command_interface': 'position', 'trigger': 'timer',
         'state_timeout': 0.25, 'autostart': True}}}))
     executor_log = tmp_path / 'executor.log'
-    procs.procs.append(launch(['policy', f'params_file:={params}', f'bundle:={trained}'],
+    procs.procs.append(launch(['policy', f'params_file:={params}', f'bundle:={TRAINED}'],
                               executor_log))
 
     def recording(topic):
@@ -185,7 +167,7 @@ def test_deploy_record_relabel_retrain_redeploy_the_arm(probe, trained, tmp_path
         'train': {'steps': 100, 'batch_size': 64, 'threads': 1}}))
     shard = tmp_path / 'shard.npz'
     assert cli.main(['relabel', str(bag), '--task', 'ur5e_reach', '--config', str(config),
-                     '--policy', str(trained), '--out', str(shard), '--workers', '1',
+                     '--policy', str(TRAINED), '--out', str(shard), '--workers', '1',
                      '--source', 'joint_states', '--input-topic', 'goal=/goal', '--quiet']) == 0
     obs = np.concatenate([r.obs for r in Dataset.load(shard).rollouts])
     goal_columns = slice(arm.obs_dim - 3, arm.obs_dim)
