@@ -119,13 +119,9 @@ def test_deploy_record_relabel_retrain_redeploy_the_arm(probe, tmp_path):
              CONTROLLER, '--bundle', str(TRAINED)], stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True)
     procs.procs.append(recorder)
-    params = tmp_path / 'robot.yaml'
-    params.write_text(yaml.safe_dump({protocol.EXECUTOR_NODE: {'ros__parameters': {
-        'controller': CONTROLLER, 'command_interface': 'position', 'trigger': 'timer',
-        'state_timeout': 0.25, 'autostart': True}}}))
     executor_log = tmp_path / 'executor.log'
-    procs.procs.append(launch(['policy', f'params_file:={params}', f'bundle:={TRAINED}'],
-                              executor_log))
+    procs.procs.append(launch(['policy', 'params_file:=policy_executor_ur5e.yaml',
+                               f'bundle:={TRAINED}'], executor_log))
 
     def recording(topic):
         return any(i.node_name == 'recorder' for i in node.get_subscriptions_info_by_topic(topic))
