@@ -18,10 +18,21 @@ state stream keeps its rate on a loaded machine, as a robot's driver would. The 
 speed is measured first: the physics time of one halfcheetah planning step (`apex-ros bench
 planner`, budget 100, 1 thread, --planner-steps steps).
 
+--arm adds the UR5e reach bundle (experiments/ur5e_reach, default) in the same run, alternating
+with the halfcheetah one: 6 shuffled arm joints, its goal input as a geometry_msgs/PointStamped
+on /goal (frame base_link), the executor on forward_position_controller with the position
+interface (its hold: the last measured positions). Twice: `ur5e_reach` publishes the goal with
+every state, as the sim node does; `ur5e_reach_goal_1hz` once a second, as a goal source on a
+robot would (the executor keeps the latest); `ratios` gives each / halfcheetah per trigger and
+load.
+
     python benchmarks/executor_latency.py benchmarks/executor_latency.json --duration 10 \\
         --baseline 6502e84
+    python benchmarks/executor_latency.py benchmarks/executor_latency_arm.json --duration 10 \\
+        --arm --neighbour off
 """
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -41,6 +52,7 @@ os.environ.setdefault('ROS_DOMAIN_ID', str(random.SystemRandom().randint(1, 200)
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
 import rclpy  # noqa: E402 (after the domain isolation above)
+from geometry_msgs.msg import PointStamped  # noqa: E402
 from rclpy.experimental import EventsExecutor  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
@@ -52,7 +64,32 @@ from apex_ros.ros import protocol  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / 'experiments/halfcheetah/run_160/policy.onnx'
 JOINTS = ['rootx', 'rootz', 'rooty', 'bthigh', 'bshin', 'bfoot', 'fthigh', 'fshin', 'ffoot']
-TOPIC = protocol.command_topic(protocol.DEFAULT_CONTROLLER)
+ARM_BUNDLE = ROOT / 'experiments/ur5e_reach/apex_run/policy.onnx'
+ARM_JOINTS = ['shoulder_pan_joint', 'shoulder_lift_joint', 'elbow_joint', 'wrist_1_joint',
+              'wrist_2_joint', 'wrist_3_joint']
+ARM_GOAL = (-0.45, 0.15, 0.3)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """A bundle and what the robot side does for it."""
+    label: str
+    bundle: str
+    joints: list              # the robot's joints (published shuffled)
+    controller: str
+    interface: str            # effort: hold = zeros; position: hold = the measured positions
+    goal: tuple = ()          # published on /goal (base_link) when set ...
+    goal_period: float = 0.0  # ... this often (s; 0: with every state)
+
+    @property
+    def topic(self):
+        return protocol.command_topic(self.controller)
+
+    def params(self):
+        return {'controller': self.controller, 'command_interface': self.interface}
+
+
+CHEETAH = Setup('halfcheetah', str(BUNDLE), JOINTS, protocol.DEFAULT_CONTROLLER, 'effort')
 LISTENER = '''
 import json, signal, sys, time
 import rclpy
@@ -61,8 +98,9 @@ from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import Float64MultiArray
 rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
 node, times, stop = rclpy.create_node('executor_latency_listener'), [], []
-node.create_subscription(Float64MultiArray, sys.argv[1], lambda m: times.append(time.monotonic()),
-                         100)
+for topic in sys.argv[1].split(','):
+    node.create_subscription(Float64MultiArray, topic, lambda m: times.append(time.monotonic()),
+                             100)
 signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
 executor = SingleThreadedExecutor()
 executor.add_node(node)
@@ -133,22 +171,40 @@ def extract(revision, directory):
 
 
 class Robot:
-    """Publishes shuffled 9-joint states from a timer; times the commands that come back."""
+    """Publishes shuffled joint states (and the setup's goal) from a timer; times the commands
+    that come back."""
 
-    def __init__(self, rate_hz, seed=0):
+    def __init__(self, rate_hz, setups, seed=0):
         self.node = rclpy.create_node('executor_latency_robot')
         reliable = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         self.pub = self.node.create_publisher(JointState, protocol.JOINT_STATES, reliable)
-        self.node.create_subscription(Float64MultiArray, TOPIC, self.on_command, 100)
-        rng = np.random.default_rng(seed)
-        self.names = [str(n) for n in rng.permutation(JOINTS)]
-        self.values = rng.uniform(-0.5, 0.5, (64, 2, len(JOINTS)))
+        self.goal_pub = self.node.create_publisher(PointStamped, '/goal', reliable)
+        for topic in {s.topic for s in setups}:
+            self.node.create_subscription(Float64MultiArray, topic, self.on_command, 100)
+        self.rng = np.random.default_rng(seed)
         self.publishing, self.recording, self.seq, self.last_sent = True, False, 0, None
         self.first_hold = None
+        self.use(setups[0])
         self.reset()
         self.node.create_timer(1.0 / rate_hz, self.publish)
         self.executor = EventsExecutor()
         self.executor.add_node(self.node)
+
+    def use(self, setup):
+        """Publish `setup`'s joints (shuffled) and goal from now on."""
+        self.setup = setup
+        order = self.rng.permutation(len(setup.joints))
+        self.names = [setup.joints[i] for i in order]
+        self.values = self.rng.uniform(-0.5, 0.5, (64, 2, len(setup.joints)))
+        # a position hold commands the last state's positions in the bundle's joint order
+        self.unshuffle = np.argsort(order)
+        self.goal = None
+        if setup.goal:
+            self.goal = PointStamped()
+            self.goal.header.frame_id = 'base_link'
+            self.goal.point.x, self.goal.point.y, self.goal.point.z = setup.goal
+        self.goal_sent = -math.inf
+        self.last_positions = np.zeros(len(setup.joints))
 
     def reset(self):
         self.latencies, self.states, self.commands, self.holds, self.any_command = [], 0, 0, 0, 0
@@ -161,12 +217,19 @@ class Robot:
         msg = JointState(name=self.names, position=pos.tolist(), velocity=vel.tolist())
         self.pub.publish(msg)
         self.last_sent = time.perf_counter()
+        if self.goal is not None and self.last_sent - self.goal_sent >= self.setup.goal_period:
+            self.goal_pub.publish(self.goal)
+            self.goal_sent = self.last_sent
+        self.last_positions = pos[self.unshuffle]
         self.states += self.recording
 
     def on_command(self, msg):
         now = time.perf_counter()
         self.any_command += 1
-        hold = not any(msg.data)
+        if self.setup.interface == 'position':
+            hold = np.allclose(msg.data, self.last_positions, rtol=0, atol=1e-9)
+        else:
+            hold = not any(msg.data)
         if hold and self.first_hold is None:
             self.first_hold = now
         if not self.recording:
@@ -196,17 +259,20 @@ def stop(proc):
         proc.wait()
 
 
-def run_config(robot, code, trigger, neighbour, args, log_dir):
+def run_config(robot, code, setup, trigger, neighbour, args, log_dir):
     label, pythonpath, params = code
+    robot.use(setup)
+    params = {**setup.params(), **params}
     cmd = [sys.executable, '-m', 'apex_ros.ros.nodes.policy_executor', '--ros-args',
-           '-r', '__node:=bench_executor', '-p', f'bundle:={args.bundle}',
+           '-r', '__node:=bench_executor', '-p', f'bundle:={setup.bundle}',
            '-p', f'rate_hz:={float(args.rate)}', '-p', f'trigger:={trigger}',
            '-p', f'executor:={args.executor}', '-p', 'autostart:=true']
     for key, value in params.items():
         cmd += ['-p', f'{key}:={value}']
     if label == 'echo':
-        cmd = [sys.executable, '-c', ECHO, TOPIC]
-    name = f'{label}_{trigger}_{"neighbour" if neighbour else "quiet"}'.replace(' ', '_')
+        cmd = [sys.executable, '-c', ECHO, setup.topic]
+    name = (f'{label}_{setup.label}_{trigger}_{"neighbour" if neighbour else "quiet"}'
+            .replace(' ', '_'))
     log = open(os.path.join(log_dir, f'executor_{name}.log'), 'wb')
     env = {**os.environ, 'PYTHONPATH': pythonpath}
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -240,7 +306,9 @@ def run_config(robot, code, trigger, neighbour, args, log_dir):
     lat = np.array(robot.latencies) * 1e3
     timeout_ms = max(3e3 / args.rate, 50.0)  # the executor's auto state_timeout
     return {
-        'code': label, 'trigger': trigger, 'neighbour': neighbour, 'seconds': elapsed,
+        'code': label, 'bundle': setup.label, 'inputs': ['goal'] if setup.goal else [],
+        'goal_period_s': setup.goal_period if setup.goal else None,
+        'trigger': trigger, 'neighbour': neighbour, 'seconds': elapsed,
         'states_sent': robot.states, 'state_rate_hz': robot.states / elapsed,
         'commands_received': robot.commands, 'hold_commands': robot.holds,
         # nan when no policy command came back (the executor held the whole window)
@@ -269,7 +337,10 @@ def main(argv=None):
                     help='one CPU-bound process beside the executor')
     ap.add_argument('--executor', choices=('single', 'events'), default='single',
                     help="the executor node's rclpy executor")
-    ap.add_argument('--bundle', default=str(BUNDLE))
+    ap.add_argument('--bundle', default=str(BUNDLE), help='the effort bundle (halfcheetah joints)')
+    ap.add_argument('--arm', nargs='?', const=str(ARM_BUNDLE), metavar='ONNX',
+                    help='also the UR5e reach bundle with its goal input (default: '
+                    'experiments/ur5e_reach/apex_run/policy.onnx)')
     ap.add_argument('--baseline', metavar='REF', help='also run the executor of git REF')
     ap.add_argument('--priority', type=int, default=0,
                     help="also run this checkout's executor at this realtime_priority")
@@ -308,20 +379,30 @@ def main(argv=None):
         if args.priority:
             codes.append((f'current rt{args.priority}', str(ROOT),
                            {'realtime_priority': args.priority}))
-        robot = Robot(args.rate)
+        setups = [dataclasses.replace(CHEETAH, bundle=args.bundle)]
+        if args.arm:
+            arm = Setup('ur5e_reach', args.arm, ARM_JOINTS, 'forward_position_controller',
+                        'position', ARM_GOAL)
+            setups += [arm, dataclasses.replace(arm, label='ur5e_reach_goal_1hz',
+                                                goal_period=1.0)]
+        robot = Robot(args.rate, setups)
         times_path = os.path.join(tmp, 'listener.json')
-        listener = subprocess.Popen([sys.executable, '-c', LISTENER, TOPIC, times_path])
+        topics = sorted({s.topic for s in setups})
+        listener = subprocess.Popen([sys.executable, '-c', LISTENER, ','.join(topics),
+                                     times_path])
         try:
-            if not robot.spin_for(30, until=lambda: robot.node.count_subscribers(TOPIC) >= 2):
+            if not robot.spin_for(30, until=lambda: all(
+                    robot.node.count_subscribers(t) >= 2 for t in topics)):
                 raise RuntimeError('the listener did not come up')
-            for _, trigger, neighbour, code in itertools.product(
-                    range(args.repeats), args.triggers.split(','), neighbours, codes):
-                # codes innermost: alternating, so each sees the same load
+            for _, trigger, neighbour, code, setup in itertools.product(
+                    range(args.repeats), args.triggers.split(','), neighbours, codes, setups):
+                # codes and bundles innermost: alternating, so each sees the same load
                 if code[0] == 'echo' and trigger != 'state':
                     continue
-                r = run_config(robot, code, trigger, neighbour, args, args.logs or tmp)
+                r = run_config(robot, code, setup, trigger, neighbour, args, args.logs or tmp)
                 results.append(r)
-                print(f'{r["code"]:>16s} {trigger:5s} {"neighbour" if neighbour else "quiet":9s} '
+                print(f'{r["code"]:>16s} {setup.label:>19s} {trigger:5s} '
+                      f'{"neighbour" if neighbour else "quiet":9s} '
                       f'p50 {r["latency_ms"]["p50"]:.2f} p99 {r["latency_ms"]["p99"]:.2f} ms '
                       f'hold after {r["stale"]["hold_after_last_state_ms"]} ms', flush=True)
         finally:
@@ -342,7 +423,7 @@ def main(argv=None):
             'p99_le_1ms': lat['p99'] <= 1.0,
             'rate': r['command_rate_hz'] >= (0.98 if r['neighbour'] else 0.99) * args.rate,
             'hold_on_stale': r['stale']['hold_within_timeout_plus_tick']}
-        print(f'{r["code"]:>16s} {r["trigger"]:5s} '
+        print(f'{r["code"]:>16s} {r["bundle"]:>19s} {r["trigger"]:5s} '
               f'{"neighbour" if r["neighbour"] else "quiet":9s} p50 {lat["p50"]:.3f} ms  '
               f'p99 {lat["p99"]:.3f} ms  commands {r["command_rate_hz"]:.1f} Hz  executor CPU '
               f'{r["executor_cpu_percent"]:.0f} % ({r["executor_cpu_us_per_command"]:.0f} us per '
@@ -350,15 +431,42 @@ def main(argv=None):
               f'{r["machine_cpu_busy_percent"]:.0f} %  hold after stop '
               f'{r["stale"]["hold_after_last_state_ms"]} ms', flush=True)
     env['load_after'] = os.getloadavg()
+    ratios = arm_ratios(results)
+    for r in ratios:
+        print(f'{r["arm"]} / halfcheetah ({r["code"]}, {r["trigger"]}, '
+              f'{"neighbour" if r["neighbour"] else "quiet"}): p50 x{r["p50"]:.2f}, '
+              f'p99 x{r["p99"]:.2f}, command rate x{r["command_rate"]:.3f}', flush=True)
     write_json(args.out, {
         'benchmark': 'executor_latency', 'environment': env,
         'settings': {'rate_hz': args.rate, 'duration_s': args.duration, 'warmup_s': args.warmup,
                      'stale_s': args.stale, 'executor': args.executor, 'bundle': args.bundle,
+                     'arm_bundle': args.arm, 'arm_goal': ARM_GOAL if args.arm else None,
                      'priority': args.priority, 'robot_priority': args.robot_priority,
                      'repeats': args.repeats,
                      'joints': JOINTS, 'state_qos': 'reliable, depth 1'},
-        'results': results})
+        'results': results, 'ratios': ratios})
     return 0
+
+
+def arm_ratios(results) -> list:
+    """Each arm setup / halfcheetah of latency p50, p99 and command rate, per code, trigger
+    and neighbour, averaged over repeats (measured alternately: the same load)."""
+    out = []
+    keys = sorted({(r['code'], r['trigger'], r['neighbour'], r['bundle']) for r in results
+                   if r['bundle'] != 'halfcheetah'})
+    for code, trigger, neighbour, arm in keys:
+        pick = {b: [r for r in results if (r['code'], r['trigger'], r['neighbour'], r['bundle'])
+                    == (code, trigger, neighbour, b)] for b in (arm, 'halfcheetah')}
+        if not all(pick.values()):
+            continue
+        mean = {b: {'p50': np.mean([r['latency_ms']['p50'] for r in rs]),
+                    'p99': np.mean([r['latency_ms']['p99'] for r in rs]),
+                    'command_rate': np.mean([r['command_rate_hz'] for r in rs])}
+                for b, rs in pick.items()}
+        out.append({'arm': arm, 'code': code, 'trigger': trigger, 'neighbour': neighbour,
+                    **{k: float(mean[arm][k] / mean['halfcheetah'][k])
+                       for k in ('p50', 'p99', 'command_rate')}})
+    return out
 
 
 if __name__ == '__main__':

@@ -35,6 +35,9 @@ apex_ros bench graph --task cartpole_swingup --iterations 1 --quiet --json $out/
 # quiet and with a CPU-bound neighbour; against a plain rclpy echo node and at SCHED_FIFO 20.
 "$py" benchmarks/executor_latency.py $out/executor_latency.json --duration $seconds_latency \
   --floor --priority 20 --robot-priority 30
+# The same with the arm bundle and its goal input beside the halfcheetah one, alternating.
+"$py" benchmarks/executor_latency.py $out/executor_latency_arm.json --duration $seconds_latency \
+  --arm --neighbour off --repeats 2 --robot-priority 30
 # The same with the browser view attached (its process; and a local headless chromium) vs without.
 "$py" benchmarks/view_overhead.py $out/view_overhead.json --duration 10 --repeats 5
 # Bags: recording /joint_states at 500 Hz; relabel throughput from a bag vs in-process.

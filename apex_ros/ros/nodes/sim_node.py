@@ -5,8 +5,11 @@ and the full physics state (apex_ros.ros.protocol.FULL_STATE), subscribes the fo
 command topic /<controller>/commands (Float64MultiArray in actuator order).
   mode=lockstep: one control step per received command, as fast as the commander runs;
                  /clock carries the simulation time.
-  mode=realtime: runs in real time, holding the last command; after command_timeout without
-                 a command it applies the hold command (zeros). state_rate (Hz, 0: the
+  mode=realtime: runs in real time, holding the last command; before the first command and
+                 after command_timeout without one it applies the hold of the task's command
+                 interface (deploy.task_command): position servos keep the joint positions
+                 measured when the hold began (a forward_position_controller's hold), effort
+                 and Cartesian interfaces get zeros. state_rate (Hz, 0: the
                  control rate) is how often it publishes /joint_states, with the physics
                  stepped in between and a command applied from the next tick on, as a
                  robot's driver does (e.g. 500 Hz under a 50 Hz policy); it must divide the
@@ -39,6 +42,8 @@ from ...config.layers import split_sets
 from ...config.run import load_run_config
 from ...deploy.inputs import check_inputs, fill_message, message_values
 from ...deploy.observation import parse_term
+from ...deploy.task_command import command_interface
+from ...errors import ApexError
 from ...sim.observation import JointStates, Observation
 from ...sim.simulation import Simulation
 from .. import protocol, qos
@@ -72,7 +77,8 @@ class SimNode(Node):
         self.sim = Simulation(self.task)
         self.joints = JointStates.of(self.task)
         self.actuated = self.task.actuated_joints()
-        self.hold = np.zeros(self.task.nu)
+        self.interface = self._interface()
+        self.hold = None             # the hold command while no fresh command arrives
         self.ticks_per_step = self._ticks_per_step(state_rate)
 
         self.pub_joints = self.create_publisher(JointState, protocol.JOINT_STATES, qos.STATE_PUB)
@@ -100,6 +106,24 @@ class SimNode(Node):
                if self.ticks_per_step > 1 else '')
             + f', commands on {self.command_topic} for joints {self.actuated}'
             + ''.join(f', {spec.name} on {pub.topic_name}' for spec, _, pub in self.inputs))
+
+    def _interface(self):
+        """The task's command interface; None when it declares none a bundle could use (a
+        task mapping its action by actuate without one): its hold is then the zero action."""
+        try:
+            return command_interface(self.task)
+        except ApexError as e:
+            self.get_logger().info(f'hold = zero action ({e})')
+            return None
+
+    def hold_command(self) -> np.ndarray:
+        """(nu,) what the robot does without a policy: a position servo's target = gear x the
+        current joint position, within the command limits; else zeros."""
+        if self.interface is None or self.interface.interface != 'position':
+            return np.zeros(self.task.nu)
+        m, d = self.task.model, self.sim.data
+        joints = m.actuator_trnid[:, 0]
+        return self.interface.clamp(m.actuator_gear[:, 0] * d.qpos[m.jnt_qposadr[joints]])
 
     def _ticks_per_step(self, state_rate) -> int:
         """State publications per control step for parameter state_rate."""
@@ -158,6 +182,7 @@ class SimNode(Node):
         self.sim.reset(self.seed + self.episode)
         self.ret, self.substeps = 0.0, 0
         self.last_command, self.last_activity = None, self.get_clock().now()
+        self.hold = None
         self.publish_state()
 
     def on_reset(self, request, response):
@@ -194,7 +219,12 @@ class SimNode(Node):
         if self.last_command is not None and not fresh:
             self.get_logger().warning('command timeout: applying the hold command',
                                       throttle_duration_sec=2.0)
-        command = self.last_command if fresh else self.hold
+        if fresh:
+            command, self.hold = self.last_command, None
+        else:
+            if self.hold is None:
+                self.hold = self.hold_command()
+            command = self.hold
         if self.ticks_per_step == 1:
             self.step(command)
             return
