@@ -2,7 +2,9 @@
 bundle's command interface (apex_ros.deploy.command): effort or joint positions to a
 ros2_control forward controller (std_msgs/Float64MultiArray on /<controller>/commands), or
 end-effector displacements to a Cartesian controller (geometry_msgs/TwistStamped or
-PoseStamped on /<controller>/commands; remap the topic to the controller's own name).
+PoseStamped on /<controller>/commands; remap the topic to the controller's own name), with
+the gripper component, if the bundle has one, as std_msgs/Float64MultiArray on
+/<gripper_controller>/commands (the fingers' forward controller).
 
 Imports only numpy, onnxruntime (through apex_ros.deploy.bundle) and rclpy, so it runs on a robot
 without torch or mujoco.
@@ -15,7 +17,7 @@ Semantics
 - Command interface: the bundle declares it; `command_interface` ('' = the bundle's; else
   effort | position | cartesian, what the robot's controller takes) and a bundle that
   declares another one is refused, naming both. `controller` ('' = the bundle's) names the
-  topic. Every command published, holds included, is clamped to the bundle's command limits
+  topic; `gripper_controller` ('' = the bundle's) the gripper's. Every command published, holds included, is clamped to the bundle's command limits
   (its action bounds and the model's joint limits).
 - trigger=timer: a steady-clock timer at rate_hz (0 = the bundle's control rate) publishes one
   command per tick. trigger=state: one command per received joint state, and a watchdog
@@ -32,7 +34,7 @@ Semantics
   e-stop is latched, no bundle is usable, or the policy's action is not finite, it publishes
   the hold command and logs why (at most once per second per reason).
 - Hold command: hold='' -> the interface's own (effort: zero; position: position;
-  cartesian: zero displacement); hold=zero -> zeros; hold=position -> the command joints'
+  cartesian: zero displacement and zero gripper command); hold=zero -> zeros; hold=position -> the command joints'
   positions from the last valid joint state, latched when the hold begins (nothing is
   published while no position is known yet). A position interface refuses hold=zero, a
   cartesian one hold=position. A non-finite value is never published.
@@ -154,6 +156,7 @@ class PolicyExecutor(Node):
         self.declare_parameters('', [
             ('bundle', ''),
             ('controller', ''),
+            ('gripper_controller', ''),
             ('command_interface', ''),
             ('joint_states_topic', protocol.JOINT_STATES),
             ('bundle_topic', protocol.POLICY_BUNDLE),
@@ -175,6 +178,7 @@ class PolicyExecutor(Node):
     def _reset(self):
         self._configured = self._active = False
         self._policy = self._state = self._timer = self._pub = self._interface = None
+        self._gripper_pub = None  # the gripper's command publisher, if the bundle has one
         self._diag_pub = self._diag_timer = self._limits = None
         self._subs, self._inputs, self._latest_inputs = [], {}, {}
         self._cmd_joints = self._robot_joints = self._positions = None
@@ -190,7 +194,7 @@ class PolicyExecutor(Node):
     @logged
     def on_configure(self, state):
         p = {name: self._param(name) for name in (
-            'bundle', 'controller', 'command_interface', 'joint_states_topic', 'bundle_topic',
+            'bundle', 'controller', 'gripper_controller', 'command_interface', 'joint_states_topic', 'bundle_topic',
             'rate_hz', 'state_timeout', 'trigger', 'state_watchdog', 'hold',
             'diagnostics_period', 'command_joints', 'robot_joints')}
         log = self.get_logger()
@@ -239,6 +243,10 @@ class PolicyExecutor(Node):
         self._pub = self.create_lifecycle_publisher(
             MESSAGES[interface.message],
             protocol.command_topic(p['controller'] or interface.controller), qos.COMMAND)
+        if interface.gripper is not None:
+            self._gripper_pub = self.create_lifecycle_publisher(
+                Float64MultiArray, protocol.command_topic(
+                    p['gripper_controller'] or interface.gripper_controller), qos.COMMAND)
         self._subs = [
             self.control_node.create_subscription(
                 JointState, self.resolve_topic_name(p['joint_states_topic']), self._on_state,
@@ -255,7 +263,9 @@ class PolicyExecutor(Node):
         log.info(f'configured: {self._describe(bundle)}, {p["trigger"]} trigger at '
                  f'{rate:g} Hz{watchdog}, state_timeout {self._timeout * 1e3:g} ms, '
                  f'hold={hold}, {interface.describe()}: commands {self._cmd_joints} on '
-                 f'{self._pub.topic_name}' + (f', inputs {inputs}' if inputs else ''))
+                 f'{self._pub.topic_name}'
+                 + (f', gripper on {self._gripper_pub.topic_name}' if self._gripper_pub else '')
+                 + (f', inputs {inputs}' if inputs else ''))
         return SUCCESS
 
     @logged
@@ -286,7 +296,9 @@ class PolicyExecutor(Node):
     def on_shutdown(self, state):
         if self._active:
             self._send_hold('shutting down')
-            self._pub.wait_for_all_acked(Duration(seconds=0.5))
+            for pub in (self._pub, self._gripper_pub):
+                if pub is not None:
+                    pub.wait_for_all_acked(Duration(seconds=0.5))
         self._teardown()
         return super().on_shutdown(state)
 
@@ -308,8 +320,9 @@ class PolicyExecutor(Node):
         control_subs = list(self.control_node.subscriptions)
         for sub in self._subs:
             (self.control_node if sub in control_subs else self).destroy_subscription(sub)
-        if self._pub is not None:
-            self.destroy_lifecycle_publisher(self._pub)
+        for pub in (self._pub, self._gripper_pub):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self.destroy_publisher(self._diag_pub)
@@ -561,39 +574,48 @@ class PolicyExecutor(Node):
         low, high = self._limits
         command = np.minimum(np.maximum(command, low), high)
         if np.isfinite(command).all():  # never let a non-finite value reach the controller
-            self._pub.publish(self._to_msg(command))
+            msg, gripper = self._to_msg(command)
+            self._pub.publish(msg)
+            if gripper is not None:
+                self._gripper_pub.publish(gripper)
             self._window.published += 1
 
     def _message_builder(self, interface, control_rate):
-        """-> a function: command (controller order, clamped) -> the interface's message. A
-        cartesian command is a displacement per control step of the bundle (`control_rate`)."""
+        """-> a function: command (controller order, clamped) -> (the interface's message,
+        the gripper's Float64MultiArray or None). A cartesian command is a displacement per
+        control step of the bundle (`control_rate`)."""
         if interface.joint_space:
             msg = Float64MultiArray()  # one message, refilled: publish() serializes it at once
 
             def joint_message(command):
                 msg.data = array.array('d', command.tobytes())  # no per-element type checks
-                return msg
+                return msg, None
             return joint_message
-        axes = [interfaces.AXES.index(a) for a in interface.axes]
+        index, axes = (list(i) for i in zip(*interface.motion_axes))
+        gripper, gripper_msg = interface.gripper, Float64MultiArray()
         rate, scale = control_rate, interface.scale
 
         def cartesian_message(command):
             displacement = np.zeros(6)
-            displacement[axes] = command * scale
+            displacement[axes] = command[index] * scale
             header = Header(stamp=self.get_clock().now().to_msg(), frame_id=interface.frame)
+            if gripper is not None:
+                gripper_msg.data = array.array('d', command[gripper:gripper + 1].tobytes())
             if interface.message == 'geometry_msgs/TwistStamped':
                 v = displacement * rate
-                return TwistStamped(header=header, twist=Twist(
+                msg = TwistStamped(header=header, twist=Twist(
                     linear=Vector3(x=v[0], y=v[1], z=v[2]),
                     angular=Vector3(x=v[3], y=v[4], z=v[5])))
-            d, w = displacement[:3], displacement[3:]
-            angle = float(np.linalg.norm(w))  # the rotation vector as a unit quaternion
-            axis = w / angle if angle > 0 else w
-            s = math.sin(angle / 2)
-            return PoseStamped(header=header, pose=Pose(
-                position=Point(x=d[0], y=d[1], z=d[2]),
-                orientation=Quaternion(x=axis[0] * s, y=axis[1] * s, z=axis[2] * s,
-                                       w=math.cos(angle / 2))))
+            else:
+                d, w = displacement[:3], displacement[3:]
+                angle = float(np.linalg.norm(w))  # the rotation vector as a unit quaternion
+                axis = w / angle if angle > 0 else w
+                s = math.sin(angle / 2)
+                msg = PoseStamped(header=header, pose=Pose(
+                    position=Point(x=d[0], y=d[1], z=d[2]),
+                    orientation=Quaternion(x=axis[0] * s, y=axis[1] * s, z=axis[2] * s,
+                                           w=math.cos(angle / 2))))
+            return msg, (None if gripper is None else gripper_msg)
         return cartesian_message
 
     # Diagnostics -----------------------------------------------------------------------------
