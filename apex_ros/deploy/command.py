@@ -156,6 +156,16 @@ def from_meta(command: dict, size: int, where: str) -> CommandInterface:
                             scale, gripper_controller)
 
 
+def declared_cartesian(task) -> CommandInterface | None:
+    """The cartesian interface `task` declares (Task.command_interface), its limits the
+    task's action bounds; None if it declares none (a joint-space task)."""
+    declared = dict(getattr(task, 'command_interface', None) or {})
+    if declared.get('interface') != 'cartesian':
+        return None
+    declared.update(low=task.action_low.tolist(), high=task.action_high.tolist())
+    return from_meta(declared, task.nu, f'task {task.name}: command_interface')
+
+
 def legacy(action_low, action_high) -> CommandInterface:
     """What a format-version-1 bundle (no `command` block) commands."""
     return CommandInterface('effort', JOINT_MESSAGE, DEFAULT_CONTROLLERS['effort'],

@@ -17,8 +17,9 @@ Semantics
 - Command interface: the bundle declares it; `command_interface` ('' = the bundle's; else
   effort | position | cartesian, what the robot's controller takes) and a bundle that
   declares another one is refused, naming both. `controller` ('' = the bundle's) names the
-  topic; `gripper_controller` ('' = the bundle's) the gripper's. Every command published, holds included, is clamped to the bundle's command limits
-  (its action bounds and the model's joint limits).
+  topic; `gripper_controller` ('' = the bundle's) the gripper's. Every command published,
+  holds included, is clamped to the bundle's command limits (its action bounds and the
+  model's joint limits).
 - trigger=timer: a steady-clock timer at rate_hz (0 = the bundle's control rate) publishes one
   command per tick. trigger=state: one command per received joint state, and a watchdog
   (steady timer, every state_timeout / 4) that publishes the hold command whenever the state
@@ -34,10 +35,11 @@ Semantics
   e-stop is latched, no bundle is usable, or the policy's action is not finite, it publishes
   the hold command and logs why (at most once per second per reason).
 - Hold command: hold='' -> the interface's own (effort: zero; position: position;
-  cartesian: zero displacement and zero gripper command); hold=zero -> zeros; hold=position -> the command joints'
-  positions from the last valid joint state, latched when the hold begins (nothing is
-  published while no position is known yet). A position interface refuses hold=zero, a
-  cartesian one hold=position. A non-finite value is never published.
+  cartesian: zero displacement and zero gripper command); hold=zero -> zeros;
+  hold=position -> the command joints' positions from the last valid joint state, latched
+  when the hold begins (nothing is published while no position is known yet). A position
+  interface refuses hold=zero, a cartesian one hold=position. A non-finite value is never
+  published.
 - Diagnostics: every diagnostics_period s a diagnostic_msgs/DiagnosticArray on /diagnostics,
   levels as diagnostic_updater's FrequencyStatus / TimeStampStatus: the command rate against
   the expected one (10 % tolerance), the age of every input against its limit (joint states:
@@ -80,7 +82,6 @@ import traceback
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Twist, TwistStamped, Vector3
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
@@ -97,6 +98,8 @@ from ...deploy.bundle import BundleError, PolicyBundle
 from ...deploy.inputs import InputObservation, received
 from ...errors import ApexError
 from .. import protocol, qos
+from . import cartesian
+from .cartesian import CartesianCodec
 from .control_loop import ControlLoop
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -106,8 +109,7 @@ SERVICE_PERIOD = 0.02  # s: main() serves the lifecycle node's own callbacks thi
 NO_SUBSCRIBER_GRACE = 1.0  # s after activation before a command topic without reader warns
 RATE_TOLERANCE = 0.1  # diagnostic_updater FrequencyStatus's default
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
-MESSAGES = {interfaces.JOINT_MESSAGE: Float64MultiArray,
-            'geometry_msgs/TwistStamped': TwistStamped, 'geometry_msgs/PoseStamped': PoseStamped}
+MESSAGES = {interfaces.JOINT_MESSAGE: Float64MultiArray, **cartesian.MESSAGES}
 # Which holds are an error in the diagnostics (an e-stop is an operator's decision: WARN).
 DELIBERATE_HOLDS = ('estop',)
 
@@ -194,9 +196,9 @@ class PolicyExecutor(Node):
     @logged
     def on_configure(self, state):
         p = {name: self._param(name) for name in (
-            'bundle', 'controller', 'gripper_controller', 'command_interface', 'joint_states_topic', 'bundle_topic',
-            'rate_hz', 'state_timeout', 'trigger', 'state_watchdog', 'hold',
-            'diagnostics_period', 'command_joints', 'robot_joints')}
+            'bundle', 'controller', 'gripper_controller', 'command_interface',
+            'joint_states_topic', 'bundle_topic', 'rate_hz', 'state_timeout', 'trigger',
+            'state_watchdog', 'hold', 'diagnostics_period', 'command_joints', 'robot_joints')}
         log = self.get_logger()
         kinds = ('',) + interfaces.INTERFACES
         if (p['trigger'] not in TRIGGERS or p['hold'] not in HOLDS
@@ -591,32 +593,8 @@ class PolicyExecutor(Node):
                 msg.data = array.array('d', command.tobytes())  # no per-element type checks
                 return msg, None
             return joint_message
-        index, axes = (list(i) for i in zip(*interface.motion_axes))
-        gripper, gripper_msg = interface.gripper, Float64MultiArray()
-        rate, scale = control_rate, interface.scale
-
-        def cartesian_message(command):
-            displacement = np.zeros(6)
-            displacement[axes] = command[index] * scale
-            header = Header(stamp=self.get_clock().now().to_msg(), frame_id=interface.frame)
-            if gripper is not None:
-                gripper_msg.data = array.array('d', command[gripper:gripper + 1].tobytes())
-            if interface.message == 'geometry_msgs/TwistStamped':
-                v = displacement * rate
-                msg = TwistStamped(header=header, twist=Twist(
-                    linear=Vector3(x=v[0], y=v[1], z=v[2]),
-                    angular=Vector3(x=v[3], y=v[4], z=v[5])))
-            else:
-                d, w = displacement[:3], displacement[3:]
-                angle = float(np.linalg.norm(w))  # the rotation vector as a unit quaternion
-                axis = w / angle if angle > 0 else w
-                s = math.sin(angle / 2)
-                msg = PoseStamped(header=header, pose=Pose(
-                    position=Point(x=d[0], y=d[1], z=d[2]),
-                    orientation=Quaternion(x=axis[0] * s, y=axis[1] * s, z=axis[2] * s,
-                                           w=math.cos(angle / 2))))
-            return msg, (None if gripper is None else gripper_msg)
-        return cartesian_message
+        codec = CartesianCodec(interface, control_rate)
+        return lambda command: codec.to_messages(command, self.get_clock().now().to_msg())
 
     # Diagnostics -----------------------------------------------------------------------------
 
