@@ -70,9 +70,10 @@ class CommandInterface:
     def describe(self) -> str:
         """'position (std_msgs/Float64MultiArray to forward_position_controller)'."""
         frame = f' in frame {self.frame!r}' if self.frame else ''
+        axes = f', axes {list(self.axes)}' if self.axes else ''
         gripper = (f', gripper {JOINT_MESSAGE} to {self.gripper_controller}'
                    if self.gripper is not None else '')
-        return f'{self.interface} ({self.message}{frame} to {self.controller}{gripper})'
+        return f'{self.interface} ({self.message}{frame} to {self.controller}{axes}{gripper})'
 
     def same_as(self, other) -> bool:
         fields = ('interface', 'message', 'frame', 'axes', 'scale', 'gripper_controller')
