@@ -217,13 +217,12 @@ class SimNode(Node):
         the interface has arrived (lockstep: since the last step; realtime: ever, each part
         the latest)."""
         codec = self.cartesian
+        topic = self.command_topic if part == 'motion' else self.gripper_topic
         try:
             if part == 'motion':
                 value = codec.motion(msg)
-                topic = self.command_topic
             else:
                 value = codec.action(np.zeros(len(codec.index)), msg.data)[codec.gripper]
-                topic = self.gripper_topic
             if not np.all(np.isfinite(value)):
                 raise ValueError(f'non-finite values {np.atleast_1d(value).tolist()}')
         except ValueError as e:
