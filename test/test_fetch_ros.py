@@ -95,7 +95,7 @@ def test_sim_apex_graph_runs_apex_on_fetch_and_ends_with_a_bundle(probe, fetch, 
     config = tmp_path / 'tiny.yaml'
     config.write_text(yaml.safe_dump({
         'task': {'name': TASK, 'episode_steps': 3},
-        'planner': {'name': 'icem', 'horizon': 5, 'budget': 40},
+        'planner': {'name': 'icem', 'horizon': 5, 'budget': 60},
         'rollout': {'threads': 1},
         'apex': {'iterations': 1, 'eval_episodes': 1, 'expert_rollouts': 1,
                  'dagger_rollouts': 1},
