@@ -24,8 +24,10 @@ from test_policy_executor import (
     valid,
 )
 
+from apex_ros.deploy import command as interfaces
 from apex_ros.deploy.bundle import BundleError, PolicyBundle
 from apex_ros.deploy.export import task_signature
+from apex_ros.errors import ApexError
 from apex_ros.ros import protocol
 from apex_ros.ros.nodes.control_loop import ControlLoop
 
@@ -335,3 +337,53 @@ def test_no_subscriber_on_the_command_topic_warns(rig, gain_bundle):
     assert rig.logs.wait_text('/nobody_listens/commands has 1 subscriber', spin=rig.spin)
     diagnostics.clear()
     assert wait_report(rig, diagnostics, lambda s: s['command topic'].level == OK)
+
+
+def test_cartesian_interface_with_a_gripper_publishes_both_clamped_and_holds_both(
+        rig, model_task, tmp_path):
+    task, bundle = cartesian_bundle(model_task, tmp_path, 'geometry_msgs/TwistStamped',
+                                    ['x', 'gripper', 'z'], [0.2, 2.0, -0.4])
+    twists = Collector(rig.probe, TwistStamped, '/cartesian_controller/commands')
+    grippers = Collector(rig.probe, Float64MultiArray, '/gripper_controller/commands')
+    rig.state = ['x', 'y', 'z'], [0.0] * 3, [0.0] * 3
+    start_on(rig, grippers, bundle=bundle, rate_hz=50.0, state_timeout=0.1)
+    assert twists.wait(3, spin=rig.spin) and grippers.wait(3, spin=rig.spin)
+    assert rig.logs.wait_text('gripper std_msgs/Float64MultiArray to gripper_controller',
+                              'gripper on /gripper_controller/commands', spin=rig.spin)
+    v, rate = twists.msgs[-1].twist.linear, 1.0 / task.dt
+    assert [v.x, v.y, v.z] == pytest.approx([0.01 * rate, 0.0, -0.02 * rate])
+    assert list(grippers.msgs[-1].data) == [1.0]   # 2.0 clamped to the action bound
+    rig.state = None   # stale: both held, no displacement and no gripper change
+    assert rig.wait(lambda: [twists.msgs[-1].twist.linear.x, twists.msgs[-1].twist.linear.z]
+                    == [0, 0] and list(grippers.msgs[-1].data) == [0.0])
+
+
+def test_cartesian_gripper_metadata_is_validated_and_hot_swaps_compare_it(
+        rig, model_task, tmp_path):
+    interface = {'interface': 'cartesian', 'message': 'geometry_msgs/TwistStamped',
+                 'frame': 'tool', 'low': [-1] * 3, 'high': [1] * 3}
+    for fields, why in (({'axes': ['gripper', 'x', 'gripper']}, 'one distinct axis'),
+                        ({'axes': ['x', 'y', 'z'], 'gripper_controller': 'g'},
+                         "without a 'gripper' axis"),
+                        ({'axes': ['x', 'y', 'gripper'], 'gripper_controller': ''},
+                         'name of the gripper'),
+                        ({'axes': ['x', 'y', 'gripper'], 'controller': 'c',
+                          'gripper_controller': 'c'}, 'need their own topics'),
+                        ({'axes': ['x', 'y', 'gripper'], 'scale': -1}, 'finite number > 0')):
+        with pytest.raises(ApexError, match=why):
+            interfaces.from_meta({**interface, **fields}, 3, 'b.onnx')
+    with pytest.raises(ApexError, match='besides'):
+        interfaces.from_meta({**interface, 'axes': ['gripper'], 'low': [-1], 'high': [1]}, 1,
+                             'b.onnx')
+    _, with_gripper = cartesian_bundle(model_task, tmp_path, 'geometry_msgs/TwistStamped',
+                                       ['x', 'y', 'gripper'], [0.0, 0.0, 0.0])
+    other = tmp_path / 'other'
+    other.mkdir()
+    _, without = cartesian_bundle(model_task, other, 'geometry_msgs/TwistStamped',
+                                  ['x', 'y', 'z'], [0.0, 0.0, 0.0])
+    twists = Collector(rig.probe, TwistStamped, '/cartesian_controller/commands')
+    rig.state = ['x', 'y', 'z'], [0.0] * 3, [0.0] * 3
+    start_on(rig, twists, bundle=with_gripper, rate_hz=50.0)
+    rig.bundle_pub.publish(rig.bundle_pub.msg_type(data=without))
+    assert rig.logs.wait_text('refused bundle', "axes ['x', 'y', 'z']", 'gripper_controller',
+                              spin=rig.spin), rig.logs.texts()

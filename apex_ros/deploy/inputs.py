@@ -6,6 +6,8 @@ relabeling share it. An input is one stamped geometry_msgs message on one topic:
   geometry_msgs/PointStamped  3 values: point x, y, z
   geometry_msgs/PoseStamped   7 values: position x, y, z, then orientation w, x, y, z (MuJoCo's
                               quaternion order, as a free joint's qpos[3:7] holds it)
+  geometry_msgs/TwistStamped  6 values: linear x, y, z, then angular x, y, z (as a free
+                              joint's qvel holds them: angular in the object's own frame)
 
 and `fills` names, value by value, the state coordinates it carries, as observation terms
 (apex_ros.deploy.observation.parse_term) of kind qpos, qvel or extra: a goal's PointStamped
@@ -30,6 +32,8 @@ FIELDS = {
         ('pose', 'position', 'x'), ('pose', 'position', 'y'), ('pose', 'position', 'z'),
         ('pose', 'orientation', 'w'), ('pose', 'orientation', 'x'),
         ('pose', 'orientation', 'y'), ('pose', 'orientation', 'z')),
+    'geometry_msgs/TwistStamped': tuple(
+        ('twist', part, axis) for part in ('linear', 'angular') for axis in 'xyz'),
 }
 FILL_KINDS = ('qpos', 'qvel', 'extra')
 STATUSES = ('ok', 'missing', 'stale', 'non_finite', 'wrong_frame')

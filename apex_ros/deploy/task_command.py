@@ -45,11 +45,11 @@ def command_interface(task) -> command.CommandInterface:
     without low/high), else one derived from its actuators: effort for motors, position for
     position servos. Limits: the action bounds intersected with the joints' limits
     (cartesian: the action bounds)."""
+    cartesian = command.declared_cartesian(task)
+    if cartesian is not None:
+        return cartesian
     declared = dict(getattr(task, 'command_interface', None) or {})
     where = f'task {task.name}: command_interface'
-    if declared.get('interface') == 'cartesian':
-        declared.update(low=task.action_low.tolist(), high=task.action_high.tolist())
-        return command.from_meta(declared, task.nu, where)
     if task.drives_targets:
         raise ApexError(f'{where}: the task maps its action by actuate, so it must declare '
                         'its command interface (e.g. cartesian end-effector displacements)')

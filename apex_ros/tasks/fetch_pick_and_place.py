@@ -20,6 +20,18 @@ definitions is measured in benchmarks/fetch_expert.py.
 
 State: FULLPHYSICS + goal (3) + mocap target (3) + finger target (1). Reward (the paper's):
 -|box - goal| after each step, no hand-to-box term; success: |box - goal| <= 0.05 m at the end.
+
+Deployment (`command_interface`, `inputs`): the action goes to a Cartesian controller as
+geometry_msgs/TwistStamped (0.05 a[:3] m per control step, as a velocity) in 'base_link' and
+the gripper value a[3] to the fingers' forward controller (/gripper_controller/commands). The
+twist's frame is the robot's: the base joints are slides, so base_link's axes are the world's
+and a displacement (a direction) is the same in both; positions are the task's world frame
+('world'). Inputs: the goal (PointStamped, once), the box's pose and velocity (PoseStamped,
+TwistStamped as its free joint's qvel holds it: perception) and
+the Cartesian controller's integrated target (PointStamped: on the robot the controller holds
+the target the twists move, as the extra state does here). The finger target is not observed:
+it sits at an end of the servos' range after any |a[3]| >= 0.2 (92 % of steps under random
+actions) and the fingers' positions, which are observed, follow it.
 """
 import dataclasses
 
@@ -53,6 +65,8 @@ AIR_HEIGHT = 0.45
 # the gripper into the table harder every step) where the env's target cannot
 TARGET_FLOOR_ABOVE_BOX = 0.015
 FINGERS = ('robot0:l_gripper_finger_joint', 'robot0:r_gripper_finger_joint')
+WORLD_FRAME = 'world'
+INPUT_AGE = 0.2              # s (5 control periods): the box pose and target are streams
 
 
 class FetchPickAndPlace(Task):
@@ -61,6 +75,9 @@ class FetchPickAndPlace(Task):
     frame_skip = 20            # 25 Hz control (dt 0.002 x 20)
     episode_steps = 50
     extra_state = {'goal': 3, 'target': 3, 'finger': 1}
+    command_interface = {'interface': 'cartesian', 'message': 'geometry_msgs/TwistStamped',
+                         'frame': 'base_link', 'axes': ['x', 'y', 'z', 'gripper'],
+                         'scale': MOCAP_STEP}
 
     @dataclasses.dataclass
     class Params:
@@ -171,11 +188,25 @@ class FetchPickAndPlace(Task):
                                [np.mean(qpos[self.finger_qpos])]])
 
     def obs_terms(self):
-        # the robot's joints, the box's pose and velocity, the goal and the integrated targets
-        # (the action moves them: the policy sees where the gripper is being pulled)
+        # the robot's joints, the box's pose and velocity, the goal and the integrated mocap
+        # target (the action moves it: the policy sees where the gripper is being pulled)
         extra = tuple(f'extra:{name}[{i}]' for name in ('goal', 'target') for i in range(3))
-        return (joint_terms(self.model, 'qpos') + joint_terms(self.model, 'qvel') + extra
-                + ('extra:finger',))
+        return joint_terms(self.model, 'qpos') + joint_terms(self.model, 'qvel') + extra
+
+    def inputs(self):
+        """The goal, the box's pose and the Cartesian controller's target, in 'world'."""
+        from ..deploy.inputs import InputSpec
+        return (
+            InputSpec('goal', 'geometry_msgs/PointStamped', '/goal', WORLD_FRAME,
+                      tuple(f'extra:goal[{i}]' for i in range(3))),
+            InputSpec('object0', 'geometry_msgs/PoseStamped', '/object0/pose', WORLD_FRAME,
+                      tuple(f'qpos:object0:joint[{i}]' for i in range(7)), max_age=INPUT_AGE),
+            InputSpec('object0_twist', 'geometry_msgs/TwistStamped', '/object0/twist',
+                      WORLD_FRAME, tuple(f'qvel:object0:joint[{i}]' for i in range(6)),
+                      max_age=INPUT_AGE),
+            InputSpec('target', 'geometry_msgs/PointStamped', '/cartesian_controller/target',
+                      WORLD_FRAME, tuple(f'extra:target[{i}]' for i in range(3)),
+                      max_age=INPUT_AGE))
 
     def box_to_goal(self, states):
         """(...,) distance of the box from the goal in states (..., nstate)."""

@@ -26,12 +26,14 @@ from std_srvs.srv import SetBool
 from ...config.layers import split_sets
 from ...config.run import load_run_config
 from ...deploy.bundle import BundleError, PolicyBundle
+from ...deploy.command import declared_cartesian
 from ...deploy.export import task_signature
 from ...errors import ApexError
 from ...learning.apex.config import apex_settings
 from ...planners import make_planner
 from ...sim.observation import JointStates
 from .. import protocol, qos
+from .cartesian import CartesianCodec
 from .common import float64_array, spin
 
 
@@ -71,8 +73,7 @@ class PlannerNode(Node):
         self.answered = None     # (episode, step) last planned for: answer each state once
         self.episode = None
 
-        self.pub_command = self.create_publisher(
-            Float64MultiArray, protocol.command_topic(controller), qos.COMMAND)
+        self.send = self._command_sender(controller)
         self.pub_demo = self.create_publisher(Float64MultiArray, protocol.DEMONSTRATIONS,
                                               qos.DEMONSTRATIONS)
         self.pub_plan = self.create_publisher(Float64MultiArray, protocol.PLAN, qos.MONITOR)
@@ -129,6 +130,29 @@ class PlannerNode(Node):
         response.message = 'active' if self.active else 'inactive'
         return response
 
+    def _command_sender(self, controller):
+        """-> a function publishing an action: as the controls (Float64MultiArray) on
+        /<controller>/commands, or, for a task whose action `actuate` maps, through the
+        Cartesian interface it declares (the message on /<controller>/commands, the gripper
+        on its own topic), as its bundles command it."""
+        topic = protocol.command_topic(controller)
+        interface = declared_cartesian(self.task)
+        if interface is None:
+            pub = self.create_publisher(Float64MultiArray, topic, qos.COMMAND)
+            return lambda action: pub.publish(float64_array(protocol.pack_command(action)))
+        codec = CartesianCodec(interface, 1.0 / self.task.dt)
+        pub = self.create_publisher(codec.message_type, topic, qos.COMMAND)
+        gripper_pub = None if interface.gripper is None else self.create_publisher(
+            Float64MultiArray, protocol.command_topic(interface.gripper_controller), qos.COMMAND)
+
+        def send(action):
+            msg, gripper = codec.to_messages(np.asarray(action, float),
+                                             self.get_clock().now().to_msg())
+            pub.publish(msg)
+            if gripper is not None:
+                gripper_pub.publish(gripper)
+        return send
+
     def on_full_state(self, msg):
         try:
             full = protocol.unpack_full_state(msg.data, self.nstate, self.nv)
@@ -153,7 +177,7 @@ class PlannerNode(Node):
             self.planner.reset(self.seed + episode)
         result = self.planner.plan(state, warmstart)
         self.answered = (episode, step)
-        self.pub_command.publish(float64_array(protocol.pack_command(result.action)))
+        self.send(result.action)
         obs = self.task.observe(state[None])[0]
         self.pub_demo.publish(float64_array(protocol.pack_demonstration(
             protocol.Demonstration(episode, step, obs, result.action))))

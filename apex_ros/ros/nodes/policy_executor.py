@@ -2,7 +2,9 @@
 bundle's command interface (apex_ros.deploy.command): effort or joint positions to a
 ros2_control forward controller (std_msgs/Float64MultiArray on /<controller>/commands), or
 end-effector displacements to a Cartesian controller (geometry_msgs/TwistStamped or
-PoseStamped on /<controller>/commands; remap the topic to the controller's own name).
+PoseStamped on /<controller>/commands; remap the topic to the controller's own name), with
+the gripper component, if the bundle has one, as std_msgs/Float64MultiArray on
+/<gripper_controller>/commands (the fingers' forward controller).
 
 Imports only numpy, onnxruntime (through apex_ros.deploy.bundle) and rclpy, so it runs on a robot
 without torch or mujoco.
@@ -15,8 +17,9 @@ Semantics
 - Command interface: the bundle declares it; `command_interface` ('' = the bundle's; else
   effort | position | cartesian, what the robot's controller takes) and a bundle that
   declares another one is refused, naming both. `controller` ('' = the bundle's) names the
-  topic. Every command published, holds included, is clamped to the bundle's command limits
-  (its action bounds and the model's joint limits).
+  topic; `gripper_controller` ('' = the bundle's) the gripper's. Every command published,
+  holds included, is clamped to the bundle's command limits (its action bounds and the
+  model's joint limits).
 - trigger=timer: a steady-clock timer at rate_hz (0 = the bundle's control rate) publishes one
   command per tick. trigger=state: one command per received joint state, and a watchdog
   (steady timer, every state_timeout / 4) that publishes the hold command whenever the state
@@ -32,10 +35,11 @@ Semantics
   e-stop is latched, no bundle is usable, or the policy's action is not finite, it publishes
   the hold command and logs why (at most once per second per reason).
 - Hold command: hold='' -> the interface's own (effort: zero; position: position;
-  cartesian: zero displacement); hold=zero -> zeros; hold=position -> the command joints'
-  positions from the last valid joint state, latched when the hold begins (nothing is
-  published while no position is known yet). A position interface refuses hold=zero, a
-  cartesian one hold=position. A non-finite value is never published.
+  cartesian: zero displacement and zero gripper command); hold=zero -> zeros;
+  hold=position -> the command joints' positions from the last valid joint state, latched
+  when the hold begins (nothing is published while no position is known yet). A position
+  interface refuses hold=zero, a cartesian one hold=position. A non-finite value is never
+  published.
 - Diagnostics: every diagnostics_period s a diagnostic_msgs/DiagnosticArray on /diagnostics,
   levels as diagnostic_updater's FrequencyStatus / TimeStampStatus: the command rate against
   the expected one (10 % tolerance), the age of every input against its limit (joint states:
@@ -78,7 +82,6 @@ import traceback
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point, Pose, PoseStamped, Quaternion, Twist, TwistStamped, Vector3
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.duration import Duration
@@ -95,6 +98,8 @@ from ...deploy.bundle import BundleError, PolicyBundle
 from ...deploy.inputs import InputObservation, received
 from ...errors import ApexError
 from .. import protocol, qos
+from . import cartesian
+from .cartesian import CartesianCodec
 from .control_loop import ControlLoop
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -104,8 +109,7 @@ SERVICE_PERIOD = 0.02  # s: main() serves the lifecycle node's own callbacks thi
 NO_SUBSCRIBER_GRACE = 1.0  # s after activation before a command topic without reader warns
 RATE_TOLERANCE = 0.1  # diagnostic_updater FrequencyStatus's default
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
-MESSAGES = {interfaces.JOINT_MESSAGE: Float64MultiArray,
-            'geometry_msgs/TwistStamped': TwistStamped, 'geometry_msgs/PoseStamped': PoseStamped}
+MESSAGES = {interfaces.JOINT_MESSAGE: Float64MultiArray, **cartesian.MESSAGES}
 # Which holds are an error in the diagnostics (an e-stop is an operator's decision: WARN).
 DELIBERATE_HOLDS = ('estop',)
 
@@ -154,6 +158,7 @@ class PolicyExecutor(Node):
         self.declare_parameters('', [
             ('bundle', ''),
             ('controller', ''),
+            ('gripper_controller', ''),
             ('command_interface', ''),
             ('joint_states_topic', protocol.JOINT_STATES),
             ('bundle_topic', protocol.POLICY_BUNDLE),
@@ -175,6 +180,7 @@ class PolicyExecutor(Node):
     def _reset(self):
         self._configured = self._active = False
         self._policy = self._state = self._timer = self._pub = self._interface = None
+        self._gripper_pub = None  # the gripper's command publisher, if the bundle has one
         self._diag_pub = self._diag_timer = self._limits = None
         self._subs, self._inputs, self._latest_inputs = [], {}, {}
         self._cmd_joints = self._robot_joints = self._positions = None
@@ -190,9 +196,9 @@ class PolicyExecutor(Node):
     @logged
     def on_configure(self, state):
         p = {name: self._param(name) for name in (
-            'bundle', 'controller', 'command_interface', 'joint_states_topic', 'bundle_topic',
-            'rate_hz', 'state_timeout', 'trigger', 'state_watchdog', 'hold',
-            'diagnostics_period', 'command_joints', 'robot_joints')}
+            'bundle', 'controller', 'gripper_controller', 'command_interface',
+            'joint_states_topic', 'bundle_topic', 'rate_hz', 'state_timeout', 'trigger',
+            'state_watchdog', 'hold', 'diagnostics_period', 'command_joints', 'robot_joints')}
         log = self.get_logger()
         kinds = ('',) + interfaces.INTERFACES
         if (p['trigger'] not in TRIGGERS or p['hold'] not in HOLDS
@@ -239,6 +245,10 @@ class PolicyExecutor(Node):
         self._pub = self.create_lifecycle_publisher(
             MESSAGES[interface.message],
             protocol.command_topic(p['controller'] or interface.controller), qos.COMMAND)
+        if interface.gripper is not None:
+            self._gripper_pub = self.create_lifecycle_publisher(
+                Float64MultiArray, protocol.command_topic(
+                    p['gripper_controller'] or interface.gripper_controller), qos.COMMAND)
         self._subs = [
             self.control_node.create_subscription(
                 JointState, self.resolve_topic_name(p['joint_states_topic']), self._on_state,
@@ -255,7 +265,9 @@ class PolicyExecutor(Node):
         log.info(f'configured: {self._describe(bundle)}, {p["trigger"]} trigger at '
                  f'{rate:g} Hz{watchdog}, state_timeout {self._timeout * 1e3:g} ms, '
                  f'hold={hold}, {interface.describe()}: commands {self._cmd_joints} on '
-                 f'{self._pub.topic_name}' + (f', inputs {inputs}' if inputs else ''))
+                 f'{self._pub.topic_name}'
+                 + (f', gripper on {self._gripper_pub.topic_name}' if self._gripper_pub else '')
+                 + (f', inputs {inputs}' if inputs else ''))
         return SUCCESS
 
     @logged
@@ -286,7 +298,9 @@ class PolicyExecutor(Node):
     def on_shutdown(self, state):
         if self._active:
             self._send_hold('shutting down')
-            self._pub.wait_for_all_acked(Duration(seconds=0.5))
+            for pub in (self._pub, self._gripper_pub):
+                if pub is not None:
+                    pub.wait_for_all_acked(Duration(seconds=0.5))
         self._teardown()
         return super().on_shutdown(state)
 
@@ -308,8 +322,9 @@ class PolicyExecutor(Node):
         control_subs = list(self.control_node.subscriptions)
         for sub in self._subs:
             (self.control_node if sub in control_subs else self).destroy_subscription(sub)
-        if self._pub is not None:
-            self.destroy_lifecycle_publisher(self._pub)
+        for pub in (self._pub, self._gripper_pub):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self.destroy_publisher(self._diag_pub)
@@ -561,40 +576,25 @@ class PolicyExecutor(Node):
         low, high = self._limits
         command = np.minimum(np.maximum(command, low), high)
         if np.isfinite(command).all():  # never let a non-finite value reach the controller
-            self._pub.publish(self._to_msg(command))
+            msg, gripper = self._to_msg(command)
+            self._pub.publish(msg)
+            if gripper is not None:
+                self._gripper_pub.publish(gripper)
             self._window.published += 1
 
     def _message_builder(self, interface, control_rate):
-        """-> a function: command (controller order, clamped) -> the interface's message. A
-        cartesian command is a displacement per control step of the bundle (`control_rate`)."""
+        """-> a function: command (controller order, clamped) -> (the interface's message,
+        the gripper's Float64MultiArray or None). A cartesian command is a displacement per
+        control step of the bundle (`control_rate`)."""
         if interface.joint_space:
             msg = Float64MultiArray()  # one message, refilled: publish() serializes it at once
 
             def joint_message(command):
                 msg.data = array.array('d', command.tobytes())  # no per-element type checks
-                return msg
+                return msg, None
             return joint_message
-        axes = [interfaces.AXES.index(a) for a in interface.axes]
-        rate, scale = control_rate, interface.scale
-
-        def cartesian_message(command):
-            displacement = np.zeros(6)
-            displacement[axes] = command * scale
-            header = Header(stamp=self.get_clock().now().to_msg(), frame_id=interface.frame)
-            if interface.message == 'geometry_msgs/TwistStamped':
-                v = displacement * rate
-                return TwistStamped(header=header, twist=Twist(
-                    linear=Vector3(x=v[0], y=v[1], z=v[2]),
-                    angular=Vector3(x=v[3], y=v[4], z=v[5])))
-            d, w = displacement[:3], displacement[3:]
-            angle = float(np.linalg.norm(w))  # the rotation vector as a unit quaternion
-            axis = w / angle if angle > 0 else w
-            s = math.sin(angle / 2)
-            return PoseStamped(header=header, pose=Pose(
-                position=Point(x=d[0], y=d[1], z=d[2]),
-                orientation=Quaternion(x=axis[0] * s, y=axis[1] * s, z=axis[2] * s,
-                                       w=math.cos(angle / 2))))
-        return cartesian_message
+        codec = CartesianCodec(interface, control_rate)
+        return lambda command: codec.to_messages(command, self.get_clock().now().to_msg())
 
     # Diagnostics -----------------------------------------------------------------------------
 

@@ -2,7 +2,13 @@
 
 Publishes /joint_states (names, positions, velocities, efforts of the model's 1-dof joints)
 and the full physics state (apex_ros.ros.protocol.FULL_STATE), subscribes the forward controller's
-command topic /<controller>/commands (Float64MultiArray in actuator order).
+command topic /<controller>/commands (Float64MultiArray in actuator order). A task whose action
+is mapped by its `actuate` (Fetch: end-effector displacements) is commanded through the
+Cartesian interface it declares (Task.command_interface, apex_ros.deploy.command), as its
+bundles command it: the TwistStamped/PoseStamped on /<controller>/commands and, with a gripper
+axis, the gripper value (Float64MultiArray) on /<gripper_controller>/commands; displacement /
+scale and the gripper value are the action. In lockstep one control step follows each
+complete command (both messages).
   mode=lockstep: one control step per received command, as fast as the commander runs;
                  /clock carries the simulation time.
   mode=realtime: runs in real time, holding the last command; before the first command and
@@ -40,6 +46,7 @@ from std_srvs.srv import Trigger
 
 from ...config.layers import split_sets
 from ...config.run import load_run_config
+from ...deploy.command import declared_cartesian
 from ...deploy.inputs import check_inputs, fill_message, message_values
 from ...deploy.observation import parse_term
 from ...deploy.task_command import command_interface
@@ -47,6 +54,7 @@ from ...errors import ApexError
 from ...sim.observation import JointStates, Observation
 from ...sim.simulation import Simulation
 from .. import protocol, qos
+from .cartesian import CartesianCodec
 from .common import float64_array, spin
 
 
@@ -76,7 +84,6 @@ class SimNode(Node):
         self.task = cfg.make_task()
         self.sim = Simulation(self.task)
         self.joints = JointStates.of(self.task)
-        self.actuated = self.task.actuated_joints()
         self.interface = self._interface()
         self.hold = None             # the hold command while no fresh command arrives
         self.ticks_per_step = self._ticks_per_step(state_rate)
@@ -88,8 +95,14 @@ class SimNode(Node):
         self.pub_return = self.create_publisher(Float64, protocol.EPISODE_RETURN, qos.EVENT)
         self.pub_clock = self.create_publisher(Clock, protocol.CLOCK, qos.COMMAND)
         self.command_topic = protocol.command_topic(controller)
-        self.create_subscription(Float64MultiArray, self.command_topic, self.on_command,
-                                 qos.COMMAND)
+        self.cartesian = None
+        if self.task.drives_targets:
+            self._subscribe_cartesian()
+        else:
+            self.actuated = self.task.actuated_joints()
+            self.commanded = f'joints {self.actuated}'
+            self.create_subscription(Float64MultiArray, self.command_topic, self.on_command,
+                                     qos.COMMAND)
         self.create_service(Trigger, protocol.RESET, self.on_reset)
         self.inputs = self._make_inputs()
 
@@ -104,7 +117,7 @@ class SimNode(Node):
             f'{self.task_name}: {self.mode} at {1 / self.task.dt:.1f} Hz'
             + (f' (joint states at {self.ticks_per_step / self.task.dt:g} Hz)'
                if self.ticks_per_step > 1 else '')
-            + f', commands on {self.command_topic} for joints {self.actuated}'
+            + f', commands on {self.command_topic} for {self.commanded}'
             + ''.join(f', {spec.name} on {pub.topic_name}' for spec, _, pub in self.inputs))
 
     def _interface(self):
@@ -124,6 +137,26 @@ class SimNode(Node):
         m, d = self.task.model, self.sim.data
         joints = m.actuator_trnid[:, 0]
         return self.interface.clamp(m.actuator_gear[:, 0] * d.qpos[m.jnt_qposadr[joints]])
+
+    def _subscribe_cartesian(self):
+        """The Cartesian interface the task declares: its message on the command topic, the
+        gripper's on /<gripper_controller>/commands."""
+        task = self.task
+        interface = declared_cartesian(task)
+        if interface is None:
+            raise ApexError(f'task {task.name}: its action is mapped by actuate and it declares '
+                            'no cartesian command_interface: the sim node cannot command it')
+        self.cartesian = CartesianCodec(interface, 1.0 / task.dt)
+        self.parts = {'motion': None, 'gripper': None}   # the latest of each message
+        self.create_subscription(self.cartesian.message_type, self.command_topic,
+                                 functools.partial(self.on_cartesian, 'motion'), qos.COMMAND)
+        self.commanded = f'axes {list(interface.axes)} ({interface.message})'
+        if interface.gripper is not None:
+            self.gripper_topic = protocol.command_topic(interface.gripper_controller)
+            self.create_subscription(Float64MultiArray, self.gripper_topic,
+                                     functools.partial(self.on_cartesian, 'gripper'),
+                                     qos.COMMAND)
+            self.commanded += f', gripper on {self.gripper_topic}'
 
     def _ticks_per_step(self, state_rate) -> int:
         """State publications per control step for parameter state_rate."""
@@ -183,6 +216,8 @@ class SimNode(Node):
         self.ret, self.substeps = 0.0, 0
         self.last_command, self.last_activity = None, self.get_clock().now()
         self.hold = None
+        if self.cartesian is not None:   # no half command carried into the new episode
+            self.parts = dict.fromkeys(self.parts)
         self.publish_state()
 
     def on_reset(self, request, response):
@@ -199,6 +234,35 @@ class SimNode(Node):
         except protocol.ProtocolError as e:
             self.get_logger().warning(f'rejected command: {e}')
             return
+        self.apply(command)
+
+    def on_cartesian(self, part, msg):
+        """One message of the Cartesian interface; a command is complete when every part of
+        the interface has arrived (lockstep: since the last step; realtime: ever, each part
+        the latest)."""
+        codec = self.cartesian
+        topic = self.command_topic if part == 'motion' else self.gripper_topic
+        try:
+            if part == 'motion':
+                value = codec.motion(msg)
+            else:
+                value = codec.action(np.zeros(len(codec.index)), msg.data)[codec.gripper]
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f'non-finite values {np.atleast_1d(value).tolist()}')
+        except ValueError as e:
+            self.get_logger().warning(f'rejected command on {topic}: {e}')
+            return
+        self.parts[part] = value
+        wanted = ('motion',) if codec.gripper is None else ('motion', 'gripper')
+        if any(self.parts[p] is None for p in wanted):
+            return
+        command = codec.action(self.parts['motion'], [self.parts['gripper']])
+        if self.mode == 'lockstep':
+            self.parts = dict.fromkeys(self.parts)
+        self.apply(command)
+
+    def apply(self, command):
+        """A complete command (the task's action, or its controls in actuator order)."""
         if self.mode == 'realtime':
             self.last_command, self.last_command_time = command, self.get_clock().now()
             return

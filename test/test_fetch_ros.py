@@ -1,0 +1,112 @@
+"""Fetch Pick&Place through ROS: the sim node takes its Cartesian interface (a twist and a
+gripper value, as the executor and the planner command it) back into the task's action, and
+the sim_apex graph runs APEX on it end to end. Real DDS on loopback (test.rosutil)."""
+import math
+import re
+
+import numpy as np
+import pytest
+import rclpy
+import rosutil  # noqa: I100 (first: isolates the ROS domain before rclpy.init)
+import yaml
+from geometry_msgs.msg import PointStamped, Twist, TwistStamped, Vector3
+from rclpy.executors import SingleThreadedExecutor
+from std_msgs.msg import Float64MultiArray, Header
+from test_graph import launch
+
+from apex_ros.deploy.bundle import PolicyBundle
+from apex_ros.ros import protocol
+from apex_ros.tasks import make_task
+from apex_ros.tasks.fetch_pick_and_place import MOCAP_STEP
+
+TASK = 'fetch_pick_and_place'
+
+
+@pytest.fixture(scope='module')
+def fetch():
+    return make_task(TASK)
+
+
+@pytest.fixture
+def probe():
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node('fetch_probe', context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    procs = rosutil.NodeProcesses()
+    yield node, executor, procs
+    procs.stop_all()
+    executor.shutdown()
+    node.destroy_node()
+    context.try_shutdown()
+
+
+def twist(displacement, rate, frame='base_link'):
+    v = np.asarray(displacement) * rate
+    return TwistStamped(header=Header(frame_id=frame), twist=Twist(
+        linear=Vector3(x=v[0], y=v[1], z=v[2]), angular=Vector3()))
+
+
+def test_sim_node_turns_the_twist_and_gripper_back_into_the_action(probe, fetch, tmp_path):
+    node, executor, procs = probe
+    lay, rate = fetch.layout, 1.0 / fetch.dt
+    full = rosutil.Collector(node, Float64MultiArray, protocol.FULL_STATE)
+    targets = rosutil.Collector(node, PointStamped, '/cartesian_controller/target')
+    twists = node.create_publisher(TwistStamped, protocol.command_topic('effort_controller'),
+                                   10)
+    grippers = node.create_publisher(Float64MultiArray,
+                                     protocol.command_topic('gripper_controller'), 10)
+    log = tmp_path / 'sim.log'
+    procs.start(rosutil.executable('sim_node', 'apex_ros.ros.nodes.sim_node'), 'sim',
+                {'task': TASK, 'mode': 'lockstep', 'state_republish': 0.2}, log_path=log)
+
+    def latest():
+        return protocol.unpack_full_state(full.msgs[-1].data, lay.size, fetch.model.nv)
+    assert full.wait(1, timeout=60, spin=executor), log.read_text()
+    assert rosutil.wait_for_subscribers(twists, spin=executor)
+    assert rosutil.wait_for_subscribers(grippers, spin=executor)
+    start = latest().state
+    # the controller's target is published as an input, in the task's world frame
+    assert targets.wait(1, spin=executor)
+    assert targets.msgs[-1].header.frame_id == 'world'
+    assert targets.msgs[-1].point.x == pytest.approx(start[lay.extra['target']][0])
+    twists.publish(twist([0.01, 0.0, 0.0], rate, frame='map'))    # not the interface's frame
+    assert rosutil.wait_for(lambda: "frame_id 'map'" in log.read_text(), 10, spin=executor)
+    grippers.publish(Float64MultiArray(data=[math.nan]))
+    assert rosutil.wait_for(lambda: 'non-finite' in log.read_text(), 10, spin=executor)
+    # one complete command, twist then gripper: exactly one control step with that action
+    twists.publish(twist([0.02, -0.01, 0.03], rate))
+    grippers.publish(Float64MultiArray(data=[1.0]))
+    assert rosutil.wait_for(lambda: latest().step == 1, 20, spin=executor), log.read_text()
+    state = latest().state
+    action = np.array([0.02, -0.01, 0.03]) / MOCAP_STEP
+    expected_target = start[lay.extra['target']] + MOCAP_STEP * action
+    assert state[lay.extra['target']] == pytest.approx(expected_target)
+    high = fetch.finger_range[1]  # the finger target opens (+1) to the servos' upper end
+    assert state[lay.extra['finger'].start] == high != start[lay.extra['finger'].start]
+    fingers = state[lay.qpos][fetch.finger_qpos]
+    assert np.all(fingers > start[lay.qpos][fetch.finger_qpos] + 1e-3)   # the gripper opens
+
+
+@pytest.mark.slow
+def test_sim_apex_graph_runs_apex_on_fetch_and_ends_with_a_bundle(probe, fetch, tmp_path):
+    node, executor, _ = probe
+    config = tmp_path / 'tiny.yaml'
+    config.write_text(yaml.safe_dump({
+        'task': {'name': TASK, 'episode_steps': 3},
+        'planner': {'name': 'icem', 'horizon': 5, 'budget': 60},
+        'rollout': {'threads': 1},
+        'apex': {'iterations': 1, 'eval_episodes': 1, 'expert_rollouts': 1,
+                 'dagger_rollouts': 1},
+        'train': {'steps': 20, 'batch_size': 8, 'threads': 1}}))
+    log, run = tmp_path / 'apex.log', tmp_path / 'run'
+    proc = launch(['sim_apex', f'task:={TASK}', f'config:={config}', f'out_dir:={run}',
+                   'iterations:=1'], log)
+    assert rosutil.wait_for(lambda: proc.poll() is not None, 400, spin=executor)
+    text = log.read_text()
+    assert proc.returncode == 0, text[-4000:]
+    assert re.search(r'expert return (\S+) vs policy return (\S+) \(executor driving', text)
+    bundle = PolicyBundle(run / 'policy.onnx')
+    assert bundle.meta['apex_iteration'] == 1
+    assert bundle.command.axes == ('x', 'y', 'z', 'gripper')
