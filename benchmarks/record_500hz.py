@@ -84,6 +84,7 @@ def main():
         time.sleep(1.0)   # the last messages in flight
         recorder.send_signal(signal.SIGINT)
         log, _ = recorder.communicate(timeout=30)
+        log = log.replace(tmp, '<temporary dir>')   # the bag is deleted with it
         node.destroy_node()
         rclpy.shutdown()
 

@@ -98,7 +98,8 @@ def train_value(task, args, horizon, value_path):
     run.ensemble.export(task, value_path, extra={'train_horizon': horizon,
                                                  'train_steps': args.train_steps})
     info = {'horizon': horizon, 'steps': run.steps, 'seconds': time.perf_counter() - t0,
-            'episode_returns': run.returns, 'value_bundle': str(value_path),
+            # the bundle lives in a temporary dir deleted after the run: its name only
+            'episode_returns': run.returns, 'value_bundle': value_path.name,
             'value_config': dataclasses.asdict(value_cfg)}
     return TerminalValue.load(value_path, task, kappa=args.eval_kappa), info
 
