@@ -5,6 +5,7 @@ ROS_DOMAIN_ID per pytest process (exported, so node subprocesses inherit it) and
 limited to localhost. Synchronize on conditions (wait_for and friends), never on sleeps:
 discovery alone takes 0.04-2.75 s.
 """
+import contextlib
 import os
 import random
 import shutil
@@ -163,3 +164,23 @@ class NodeProcesses:
     def stop_all(self):
         for proc in self.procs:
             stop_node(proc)
+
+
+@contextlib.contextmanager
+def probe_node(name):
+    """(node, executor, node processes) in a fresh rclpy context, for a test's fixture; the
+    processes are stopped and the context shut down on exit."""
+    from rclpy.executors import SingleThreadedExecutor
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node(name, context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    procs = NodeProcesses()
+    try:
+        yield node, executor, procs
+    finally:
+        procs.stop_all()
+        executor.shutdown()
+        node.destroy_node()
+        context.try_shutdown()

@@ -13,12 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 import rosutil  # noqa: I100 (first: isolates the ROS domain before rclpy.init)
 import yaml
 from geometry_msgs.msg import PointStamped
-from rclpy.executors import SingleThreadedExecutor
-from rosutil import Collector, NodeProcesses, wait_for
+from rosutil import Collector, wait_for
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from test_graph import launch
@@ -41,17 +39,8 @@ GOAL = [-0.45, 0.15, 0.3]     # in the goal region, ~0.2 m from the home pose's 
 
 @pytest.fixture
 def probe():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node('arm_loop_probe', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    procs = NodeProcesses()
-    yield node, executor, procs
-    procs.stop_all()
-    executor.shutdown()
-    node.destroy_node()
-    context.try_shutdown()
+    with rosutil.probe_node('arm_loop_probe') as probe:
+        yield probe
 
 
 def start_sim(procs, log_path, **params):

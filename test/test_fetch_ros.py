@@ -6,11 +6,9 @@ import re
 
 import numpy as np
 import pytest
-import rclpy
 import rosutil  # noqa: I100 (first: isolates the ROS domain before rclpy.init)
 import yaml
 from geometry_msgs.msg import PointStamped, Twist, TwistStamped, Vector3
-from rclpy.executors import SingleThreadedExecutor
 from std_msgs.msg import Float64MultiArray, Header
 from test_graph import launch
 
@@ -29,17 +27,8 @@ def fetch():
 
 @pytest.fixture
 def probe():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node('fetch_probe', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    procs = rosutil.NodeProcesses()
-    yield node, executor, procs
-    procs.stop_all()
-    executor.shutdown()
-    node.destroy_node()
-    context.try_shutdown()
+    with rosutil.probe_node('fetch_probe') as probe:
+        yield probe
 
 
 def twist(displacement, rate, frame='base_link'):

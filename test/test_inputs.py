@@ -25,7 +25,7 @@ from geometry_msgs.msg import PointStamped, PoseStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rosutil import Collector, LogCollector, NodeProcesses, wait_for
+from rosutil import Collector, LogCollector, wait_for
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 
@@ -318,17 +318,8 @@ def test_executor_refuses_a_bundle_whose_observation_no_input_covers(rig, bundle
 def ros_probe(monkeypatch):
     monkeypatch.setenv('PYTHONPATH', os.pathsep.join(
         [TEST_DIR] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node('sim_input_probe', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    procs = NodeProcesses()
-    yield node, executor, procs
-    procs.stop_all()
-    executor.shutdown()
-    node.destroy_node()
-    context.try_shutdown()
+    with rosutil.probe_node('sim_input_probe') as probe:
+        yield probe
 
 
 LONG = 'task.episode_steps=100000'   # one episode for the whole test
