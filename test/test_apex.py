@@ -539,6 +539,23 @@ def test_resume_with_a_changed_config_is_refused_unless_allowed(tmp_path):
 
 
 @pytest.mark.slow
+def test_resume_accepts_a_setting_added_since_at_its_default(tmp_path):
+    # a run started before planner.sigma_relative existed stored no such key
+    _, run = _finished_run(tmp_path)
+    ckpt = run / 'checkpoint.pt'
+    state = torch.load(ckpt, weights_only=True)
+    config = json.loads(state['config'])
+    del config['planner']['sigma_relative']
+    torch.save({**state, 'config': json.dumps(config)}, ckpt)
+    longer = _config_in(tmp_path / 'longer', apex={'iterations': 2}, train={'steps': 20})
+    ApexTrainer(longer, run, resume=True, progress=False, log=lambda *a: None).close()
+    relative = _config_in(tmp_path / 'relative', apex={'iterations': 2}, train={'steps': 20},
+                          planner={'sigma_relative': True})
+    with pytest.raises(ConfigError, match=r'planner\.sigma_relative: false -> true'):
+        ApexTrainer(relative, run, resume=True, progress=False, log=lambda *a: None)
+
+
+@pytest.mark.slow
 def test_checkpoint_format_1_resumes_with_a_warning_and_unknown_formats_are_refused(tmp_path):
     _, run = _finished_run(tmp_path)
     ckpt = run / 'checkpoint.pt'

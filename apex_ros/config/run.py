@@ -293,6 +293,17 @@ def default_config_path(task_name: str) -> Path | None:
     return task_config_file(task_name)   # unknown task -> error listing the known ones
 
 
+def as_resolved_now(data: dict, where: str) -> dict:
+    """A resolved config stored earlier (a checkpoint's) as this code resolves it: settings
+    added since it was stored take their defaults, so a field added later at its default is no
+    difference. Data this code no longer accepts (a setting since removed) is returned as
+    stored, so that the difference shows."""
+    try:
+        return _resolve(Path(where), copy.deepcopy(data), f'{where}: ').to_dict()
+    except ConfigError:
+        return data
+
+
 def load_run_config(task_name: str | None = None, path=None, overrides: dict | None = None,
                     planner: str | None = None, sets=()) -> RunConfig:
     """Read `path` (default config/<task>.yaml) with its `base:` chain, then `overrides`
@@ -334,5 +345,5 @@ def load_run_config(task_name: str | None = None, path=None, overrides: dict | N
     return _with_schedule_checked(cfg, schedule_prefix)
 
 
-__all__ = ['RunConfig', 'ScheduleEntry', 'TaskSection', 'RolloutSection', 'SECTIONS',
+__all__ = ['RunConfig', 'as_resolved_now', 'ScheduleEntry', 'TaskSection', 'RolloutSection', 'SECTIONS',
            'load_run_config', 'default_config_path', 'check_key', 'apply_settings']

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ...config.diff import config_differences
+from ...config.run import as_resolved_now
 from ...deploy.bundle import PolicyBundle
 from ...deploy.export import bundle_bytes
 from ...errors import ApexError, ConfigError
@@ -253,7 +254,8 @@ class ApexTrainer:
             self.log(f'warning: {path} does not hold the config the run was trained with '
                      f'(an older checkpoint); resuming with {self.run_cfg.path} unchecked')
         else:
-            diffs = config_differences(_without_resumable(ckpt.config),
+            stored = as_resolved_now(ckpt.config, f'{path} (its config)')
+            diffs = config_differences(_without_resumable(stored),
                                        _without_resumable(self.config))
             if diffs and not allow_config_change:
                 raise ConfigError(f'{self.run_cfg.path}: differs from the config of the run in '
