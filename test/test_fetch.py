@@ -13,8 +13,7 @@ from apex_ros.sim.models import resolve_model_file
 from apex_ros.sim.rollout import OpenLoopRollouts
 from apex_ros.sim.simulation import Simulation
 from apex_ros.tasks import make_task
-from apex_ros.tasks.fetch_pick_and_place import (
-    GymnasiumStepped, ReachOnlyPolicy, SteppedRollouts)
+from apex_ros.tasks.fetch_pick_and_place import GymnasiumStepped, ReachOnlyPolicy, SteppedRollouts
 
 
 @pytest.fixture(scope='module')

@@ -83,6 +83,25 @@ def test_the_scene_holds_every_body_with_geoms_and_follows_kinematics(page, half
         cheetah.stop()
 
 
+def test_a_full_state_places_the_model_parameters_of_its_extra_state():
+    """The door is drawn where the state's extra columns put it (Task.prepare), not at the
+    model's position, and the task's own model is left alone."""
+    from apex_ros.tasks import make_task
+    door = make_task('adroit_door')
+    model_pos = door.model.body('frame').pos.copy()
+    sim = Simulation(door)
+    state = sim.reset(seed=3)
+    view = ViewPage(door, port=0)
+    try:
+        view.robot.show_state(state)
+        drawn = view.robot.poses()['frame'][0]
+        np.testing.assert_allclose(drawn, sim.data.body('frame').xpos)
+        assert np.abs(drawn - model_pos).max() > 0.01      # the reset moved the door
+        np.testing.assert_array_equal(door.model.body('frame').pos, model_pos)
+    finally:
+        view.stop()
+
+
 def test_body_paths_are_the_centres_of_mass_along_the_plan(cartpole):
     qpos = np.stack([np.linspace(0, 1, 5), np.zeros(5)], axis=1)
     paths = body_paths(cartpole.model, qpos)

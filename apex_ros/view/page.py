@@ -115,9 +115,9 @@ class ViewPage:
         center, extent = self.model.stat.center.copy(), float(self.model.stat.extent)
         self.server.initial_camera.look_at = center
         self.server.initial_camera.position = center + np.array([0.2, -0.9, 0.25]) * extent
-        self.robot = SceneView(self.server, self.model, '/robot')
+        self.robot = SceneView(self.server, self.model, '/robot', task=task)
         self.ghost = SceneView(self.server, self.model, '/plan/ghost', opacity=0.3,
-                               color=GHOST_RGB)
+                               color=GHOST_RGB, task=task)
         self._set_ghost_visible(False)
         self.joints = JointStates(self.model)
         self.lock = threading.Lock()
@@ -282,6 +282,7 @@ class ViewPage:
             status_text = self._status_text()
         if state is not None:
             self.robot.show_state(state)
+            self.ghost.apply_extra(state)   # the plan's ghost in the same scene (door)
         if plan is not None:
             self._show_plan(plan)
         if plots_due:

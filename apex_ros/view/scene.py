@@ -7,6 +7,8 @@ shows by default (0-2) are drawn: planes, spheres, capsules, ellipsoids, cylinde
 meshes, in their rgba (material rgba when the geom has a material); height fields and
 invisible geoms (alpha 0) are left out.
 """
+import copy
+
 import mujoco
 import numpy as np
 import trimesh
@@ -71,9 +73,14 @@ class SceneView:
     """The bodies of `model` under `root` in `server`'s scene.
 
     opacity: 1 for the robot, lower for a ghost; color: (3,) overrides every geom's color.
+    task: the Task whose model parameters live in its extra state (`Task.prepare`: the door's
+    position): a full state then places them, in a copy of `model`.
     `bodies` maps body name -> its viser frame handle (bodies with drawn geoms only)."""
 
-    def __init__(self, server, model, root: str = '/robot', opacity: float = 1.0, color=None):
+    def __init__(self, server, model, root: str = '/robot', opacity: float = 1.0, color=None,
+                 task=None):
+        self.task = task if task is not None and task.layout.extra_size else None
+        model = copy.copy(model) if self.task is not None else model
         self.server, self.model, self.root = server, model, root
         self.data = mujoco.MjData(model)
         self.bodies = {}
@@ -107,10 +114,17 @@ class SceneView:
         self._place()
 
     def show_state(self, state):
-        """Pose the bodies at a FULLPHYSICS `state` (nstate,) (qpos, and mocap poses if any)."""
+        """Pose the bodies at a FULLPHYSICS `state` (qpos, and mocap poses if any); a task's
+        full state (with its extra columns) also places its model parameters."""
+        self.apply_extra(state)
         set_state(self.model, self.data, state)
         mujoco.mj_kinematics(self.model, self.data)
         self._place()
+
+    def apply_extra(self, state):
+        """The model parameters in the extra columns of a full `state`, if it has them."""
+        if self.task is not None and len(state) == self.task.layout.size:
+            self.task.prepare(self.model, np.asarray(state, dtype=np.float64))
 
     def poses(self) -> dict:
         """{body name: (position (3,), wxyz (4,))} as last sent to the browsers (viser skips a
