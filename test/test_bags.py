@@ -521,3 +521,20 @@ def test_cli_relabel_writes_shard_and_reports_bad_bags(small, weak_policy, tmp_p
     assert cli.main(argv) == 2
     assert 'no such bag' in capsys.readouterr().err
     assert Path(out).exists()
+
+
+def test_recorder_default_topics_follow_the_bundle(tmp_path, cartpole):
+    """With a bundle the recorder records its controller's commands (unless one is named),
+    its gripper's and the inputs it reads; without, the effort controller's."""
+    from apex_ros.ros.nodes.recorder_node import default_topics
+    fetch = make_task('fetch_pick_and_place')
+    bundle = str(tmp_path / 'fetch.onnx')
+    export_bundle(MLPPolicy(fetch.obs_dim, fetch.nu), fetch, bundle, 0)
+    assert default_topics('', False, bundle) == [
+        protocol.JOINT_STATES, '/cartesian_controller/commands', '/gripper_controller/commands',
+        '/goal', '/object0/pose', '/object0/twist', '/cartesian_controller/target']
+    assert default_topics('my_cartesian', True, bundle)[1:3] == [
+        '/my_cartesian/commands', '/gripper_controller/commands']
+    assert default_topics('my_cartesian', True, bundle)[-1] == protocol.FULL_STATE
+    assert default_topics('', True) == [protocol.JOINT_STATES, '/effort_controller/commands',
+                                        protocol.FULL_STATE]

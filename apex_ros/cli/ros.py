@@ -117,10 +117,11 @@ def add_parsers(sub):
                    'rosbag2_<date>-<time>)')
     p.add_argument('--sim', action='store_true', help='also record the simulation\'s full '
                    'physics state (exact relabeling)')
-    p.add_argument('--controller', default='effort_controller', help='controller whose '
-                   'commands topic is recorded by default')
-    p.add_argument('--bundle', metavar='ONNX', help="also record the inputs this policy bundle "
-                   "reads (an object's pose, a goal: the topics it declares)")
+    p.add_argument('--controller', default='', help='controller whose commands topic is '
+                   'recorded by default (default: the bundle\'s, else effort_controller)')
+    p.add_argument('--bundle', metavar='ONNX', help="also record this policy bundle's command "
+                   "topics (its controller's, its gripper's) and the inputs it reads (an "
+                   "object's pose, a goal: the topics it declares)")
     p.add_argument('--max-bag-size', type=int, default=0, metavar='BYTES',
                    help='start a new file at this size (0: never)')
     p.add_argument('--max-bag-duration', type=float, default=0.0, metavar='SECONDS',

@@ -345,5 +345,6 @@ def load_run_config(task_name: str | None = None, path=None, overrides: dict | N
     return _with_schedule_checked(cfg, schedule_prefix)
 
 
-__all__ = ['RunConfig', 'as_resolved_now', 'ScheduleEntry', 'TaskSection', 'RolloutSection', 'SECTIONS',
-           'load_run_config', 'default_config_path', 'check_key', 'apply_settings']
+__all__ = ['RunConfig', 'ScheduleEntry', 'TaskSection', 'RolloutSection', 'SECTIONS',
+           'as_resolved_now', 'load_run_config', 'default_config_path', 'check_key',
+           'apply_settings']

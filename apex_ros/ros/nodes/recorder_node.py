@@ -7,8 +7,9 @@ apex_ros.bags.BagWriter: a rosbag2 directory with metadata.yaml (v9) and MCAP fi
 offered QoS profiles and type hashes as the graph reports them.
 
 Parameters: topics (default: /joint_states and /<controller>/commands, plus the full-state
-topic when sim is true, plus the input topics a policy bundle declares when bundle is its
-path: an object's pose, a goal), output (default rosbag2_<date>-<time>), max_bag_size (bytes),
+topic when sim is true; with bundle (a policy bundle's path): the bundle's controller unless
+controller is given, its gripper command topic and the input topics it declares: an
+object's pose, a goal), output (default rosbag2_<date>-<time>), max_bag_size (bytes),
 max_bag_duration (s), flush_period (s: the most a hard kill can lose), depth (subscription
 queue), start_paused. Services ~/pause, ~/resume, ~/split_bagfile (std_srvs/Trigger).
 SIGINT/SIGTERM close the bag cleanly (metadata.yaml written, nothing truncated).
@@ -34,10 +35,19 @@ from .common import spin
 
 
 def default_topics(controller: str, sim: bool, bundle: str = '') -> list:
-    chosen = [protocol.JOINT_STATES, protocol.command_topic(controller)]
-    if bundle:
-        from ...deploy.bundle import PolicyBundle
-        chosen += [spec.topic for spec in PolicyBundle(bundle).inputs]
+    """/joint_states and the command topic of `controller` ('' with a bundle: the bundle's
+    controller), the bundle's gripper command topic and input topics, the full state in sim."""
+    if not bundle:
+        return ([protocol.JOINT_STATES, protocol.command_topic(controller or
+                                                               protocol.DEFAULT_CONTROLLER)]
+                + ([protocol.FULL_STATE] if sim else []))
+    from ...deploy.bundle import PolicyBundle
+    policy = PolicyBundle(bundle)
+    command = policy.command
+    chosen = [protocol.JOINT_STATES, protocol.command_topic(controller or command.controller)]
+    if command.gripper is not None:
+        chosen.append(protocol.command_topic(command.gripper_controller))
+    chosen += [spec.topic for spec in policy.inputs]
     return chosen + [protocol.FULL_STATE] if sim else chosen
 
 
@@ -89,7 +99,7 @@ class RecorderNode(Node):
 
         def p(name, default):
             return self.declare_parameter(name, settings.get(name, default)).value
-        controller = p('controller', protocol.DEFAULT_CONTROLLER)
+        controller = p('controller', '')
         sim = p('sim', False)
         requested = [t for t in p('topics', ['']) if t]
         self.wanted = requested or default_topics(controller, sim, p('bundle', ''))
