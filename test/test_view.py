@@ -284,6 +284,29 @@ def live_view(cartpole):
     rclpy.shutdown()
 
 
+def test_the_view_counts_a_cartesian_controllers_commands():
+    """Fetch is commanded with TwistStamped on /cartesian_controller/commands (its command
+    interface): the view counts those, not a Float64MultiArray topic nobody publishes."""
+    from geometry_msgs.msg import TwistStamped
+    rclpy.init()
+    viz = VizNode('fetch_pick_and_place', '127.0.0.1', free_port())
+    pub = rclpy.create_node('cartesian_stand_in')
+    try:
+        assert viz.command_sub.topic_name == '/cartesian_controller/commands'
+        commands = pub.create_publisher(TwistStamped, '/cartesian_controller/commands',
+                                        qos.COMMAND)
+        assert rosutil.wait_for_subscribers(commands)
+        for _ in range(3):
+            commands.publish(TwistStamped())
+        assert wait_for(lambda: viz.take_latest() or viz.page.command_samples, 10.0)
+        assert 1 <= viz.page.command_samples[-1][1] <= 3   # the publisher's count
+    finally:
+        viz.on_shutdown()
+        viz.destroy_node()
+        pub.destroy_node()
+        rclpy.shutdown()
+
+
 @pytest.mark.slow
 def test_live_page_in_a_browser_moves_with_joint_states_and_updates_plots(
         browser, live_view, tmp_path):

@@ -161,6 +161,6 @@ def add_parsers(sub):
     p.add_argument('--host', default='127.0.0.1', help='address to serve on (default '
                    'localhost only)')
     p.add_argument('--port', type=int, default=8080, help='port to serve on (0: any free one)')
-    p.add_argument('--controller', default='effort_controller', help='live: controller whose '
-                   'commands are counted')
+    p.add_argument('--controller', default='', help='live: controller whose commands are '
+                   'counted (default: the task\'s command interface\'s)')
     p.set_defaults(func=cmd_view)

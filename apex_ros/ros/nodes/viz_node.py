@@ -16,7 +16,9 @@ than the nodes it watches. The page's own thread pushes to the browsers, so a sl
 slows nothing here.
 
 Parameters: task (its model is drawn), host, port (0: any free port; the URL is logged),
-controller (whose /<controller>/commands is counted).
+controller (whose /<controller>/commands is counted; default: the task's command interface's,
+with its message type: Float64MultiArray for joints, TwistStamped or PoseStamped for a
+Cartesian controller).
 """
 import os
 import sys
@@ -28,10 +30,12 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, Float64MultiArray, String
 
+from ...deploy.task_command import command_interface
 from ...errors import ApexError
 from ...tasks import make_task
 from ...view.page import REFRESH_HZ, ViewPage
 from .. import protocol, qos
+from .cartesian import MESSAGES
 from .common import spin
 
 N_LAMBDAS = 2   # (guidance, action norm): the planners' auxiliary costs
@@ -49,7 +53,9 @@ class VizNode(Node):
         self.page = ViewPage(self.task, p('host', host or '127.0.0.1').value,
                              p('port', 8080 if port is None else port).value,
                              title=f'apex_ros: {name}')
-        controller = p('controller', controller or protocol.DEFAULT_CONTROLLER).value
+        interface = command_interface(self.task)
+        controller = p('controller', controller or interface.controller).value
+        command_type = MESSAGES.get(interface.message, Float64MultiArray)
         self.nstate, self.nv = self.task.layout.size, self.task.model.nv
         self.nq = self.task.model.nq
         # fast streams: polled (take_latest), never spun
@@ -60,7 +66,7 @@ class VizNode(Node):
                                      qos.STATE, raw=True)
         self.joint_state_sub = polled(JointState, protocol.JOINT_STATES, lambda _: None,
                                       qos.STATE, raw=True)
-        self.command_sub = polled(Float64MultiArray, protocol.command_topic(controller),
+        self.command_sub = polled(command_type, protocol.command_topic(controller),
                                   lambda _: None, qos.STATE, raw=True)
         self.create_timer(1.0 / REFRESH_HZ, self.take_latest)
         sub = self.create_subscription
