@@ -9,11 +9,15 @@ import pytest
 import rosutil  # noqa: I100 (first: isolates the ROS domain before rclpy.init)
 import yaml
 from geometry_msgs.msg import PointStamped, Twist, TwistStamped, Vector3
+from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, Header
 from test_graph import launch
 
 from apex_ros.deploy.bundle import PolicyBundle
+from apex_ros.deploy.inputs import fill_message
 from apex_ros.ros import protocol
+from apex_ros.sim.observation import JointStates
+from apex_ros.sim.simulation import Simulation
 from apex_ros.tasks import make_task
 from apex_ros.tasks.fetch_pick_and_place import MOCAP_STEP
 
@@ -29,6 +33,13 @@ def fetch():
 def probe():
     with rosutil.probe_node('fetch_probe') as probe:
         yield probe
+
+
+def message_for(spec):
+    """An empty message of an input's type."""
+    import importlib
+    package, _, name = spec.type.partition('/')
+    return getattr(importlib.import_module(f'{package}.msg'), name)()
 
 
 def twist(displacement, rate, frame='base_link'):
@@ -76,6 +87,57 @@ def test_sim_node_turns_the_twist_and_gripper_back_into_the_action(probe, fetch,
     assert state[lay.extra['finger'].start] == high != start[lay.extra['finger'].start]
     fingers = state[lay.qpos][fetch.finger_qpos]
     assert np.all(fingers > start[lay.qpos][fetch.finger_qpos] + 1e-3)   # the gripper opens
+
+
+def test_planner_on_a_robot_builds_the_state_from_joint_states_and_inputs(probe, fetch,
+                                                                          tmp_path):
+    """state_source joint_states: the planner takes the goal, the box and the controller's
+    target from their input topics; it does not plan, naming the input, while one is missing,
+    and plans from the state they fill once all are there (its demonstration's observation
+    holds the goal sent)."""
+    node, executor, procs = probe
+    lay = fetch.layout
+    sim = Simulation(fetch)
+    state = sim.reset(4)
+    joints = JointStates.of(fetch)
+    joint_state = JointState(name=joints.names,
+                             position=state[lay.qpos][joints.qpos].tolist(),
+                             velocity=state[lay.qvel][joints.dofs].tolist())
+    goal = [1.3, 0.7, 0.6]
+    values = {'goal': goal, 'object0': state[lay.qpos][fetch.box_qpos],
+              'object0_twist': np.zeros(6), 'target': state[lay.extra['target']]}
+    publishers = {spec.name: (spec, node.create_publisher(
+        type(message_for(spec)), spec.topic, 10)) for spec in fetch.inputs()}
+    states = node.create_publisher(JointState, protocol.JOINT_STATES, 10)
+    demos = rosutil.Collector(node, Float64MultiArray, protocol.DEMONSTRATIONS)
+    log = tmp_path / 'planner.log'
+    procs.start(rosutil.executable('planner_node', 'apex_ros.ros.nodes.planner_node'),
+                'planner', {'task': TASK, 'state_source': 'joint_states', 'active': True,
+                            'threads': 1, 'controller': 'cartesian_controller',
+                            'set': 'planner.budget=20,planner.iterations=1,planner.horizon=3'},
+                log_path=log)
+    assert rosutil.wait_for_subscribers(states, spin=executor, timeout=30)
+    assert rosutil.wait_for(lambda: states.publish(joint_state) or
+                            'not planning: input goal (/goal): no geometry_msgs/PointStamped'
+                            in log.read_text(), 20, spin=executor, period=0.1), log.read_text()
+    assert not demos.msgs
+    for spec, pub in publishers.values():
+        assert rosutil.wait_for_subscribers(pub, spin=executor)
+
+    def send_all():
+        for spec, pub in publishers.values():
+            msg = fill_message(spec, message_for(spec), values[spec.name])
+            msg.header.frame_id = spec.frame
+            pub.publish(msg)
+        states.publish(joint_state)
+        return bool(demos.msgs)
+    assert rosutil.wait_for(send_all, 30, spin=executor, period=0.1), log.read_text()
+    demo = protocol.unpack_demonstration(demos.msgs[-1].data, fetch.obs_dim, fetch.nu)
+    terms = fetch.observation.terms
+    observed = [demo.observation[terms.index(f'extra:goal[{i}]')] for i in range(3)]
+    assert observed == pytest.approx(goal)
+    box = [demo.observation[terms.index(f'qpos:object0:joint[{i}]')] for i in range(3)]
+    assert box == pytest.approx(values['object0'][:3])
 
 
 @pytest.mark.slow

@@ -1,17 +1,21 @@
 """iCEM_pi planner node: the expert, planning on its own MuJoCo replica.
 
 State in: the full physics state (simulation, apex_ros.ros.protocol.FULL_STATE) or /joint_states
-(joint-space tasks on a robot: positions/velocities by joint name, the rest of the state at
-its defaults). When active (~/set_active, std_srvs/SetBool) it publishes a command for each
-new state; it always publishes its (observation, action) demonstrations when it plans.
-The policy that guides it (warm start, policy samples, guidance cost) is the bundle named
-by the `policy` parameter, settable at runtime (validated before use), or announced on
-/apex/policy_bundle. For viewers it publishes, at most `plan_rate` times a second and only
-while someone subscribes, its best sequence's predicted positions, planning time and lambda_j
-on /apex/plan (one extra batch-1 rollout, after the command is out). Relabeling (DAgger) is
-not a service of this node: the trainer runs its own planner of the same config and seed
-in-process, which gives the same labels.
+(on a robot: positions/velocities by joint name, plus the task's declared inputs (Task.inputs:
+an object's pose, a goal; each on parameter inputs.<name>.topic, default the declared topic),
+the rest of the state at its defaults; it does not plan, and logs why, while an input is
+missing, stale, in another frame or non-finite). When active (~/set_active, std_srvs/SetBool)
+it publishes a command for each new state; it always publishes its (observation, action)
+demonstrations when it plans. The policy that guides it (warm start, policy samples, guidance
+cost) is the bundle named by the `policy` parameter, settable at runtime (validated before
+use), or announced on /apex/policy_bundle. For viewers it publishes, at most `plan_rate` times
+a second and only while someone subscribes, its best sequence's predicted positions, planning
+time and lambda_j on /apex/plan (one extra batch-1 rollout, after the command is out).
+Relabeling (DAgger) is not a service of this node: the trainer runs its own planner of the
+same config and seed in-process, which gives the same labels.
 """
+import functools
+import importlib
 import os
 import sys
 import time
@@ -28,10 +32,11 @@ from ...config.run import load_run_config
 from ...deploy.bundle import BundleError, PolicyBundle
 from ...deploy.command import declared_cartesian
 from ...deploy.export import task_signature
+from ...deploy.inputs import InputObservation, check_inputs, received
 from ...errors import ApexError
 from ...learning.apex.config import apex_settings
 from ...planners import make_planner
-from ...sim.observation import JointStates
+from ...sim.observation import JointStates, Observation
 from .. import protocol, qos
 from .cartesian import CartesianCodec
 from .common import float64_array, spin
@@ -70,6 +75,7 @@ class PlannerNode(Node):
         self.signature = task_signature(self.task)
         self.nstate, self.nv = self.task.layout.size, self.task.model.nv
         self.joints = JointStates.of(self.task)
+        self.inputs, self.latest_inputs = None, {}   # joint_states: the task's inputs
         self.answered = None     # (episode, step) last planned for: answer each state once
         self.episode = None
 
@@ -83,6 +89,7 @@ class PlannerNode(Node):
         else:
             self.create_subscription(JointState, protocol.JOINT_STATES, self.on_joint_state,
                                      qos.STATE)
+            self._subscribe_inputs()
         self.create_subscription(String, protocol.POLICY_BUNDLE, self.on_bundle, qos.BUNDLE)
         self.create_service(SetBool, protocol.SET_ACTIVE, self.on_set_active)
         self.add_on_set_parameters_callback(self.on_parameters)
@@ -161,9 +168,41 @@ class PlannerNode(Node):
             return
         self.plan_for(full.episode, full.step, full.state, full.warmstart)
 
+    def _subscribe_inputs(self):
+        """The task's inputs, latest message of each kept; their values go to the state
+        columns their observation terms name."""
+        specs = check_inputs(list(self.task.inputs()), f'task {self.task.name}: inputs')
+        topics = {}
+        for spec in specs:
+            topics[spec.name] = self.declare_parameter(f'inputs.{spec.name}.topic',
+                                                       spec.topic).value
+            package, _, type_name = spec.type.partition('/')
+            msg_type = getattr(importlib.import_module(f'{package}.msg'), type_name)
+            self.create_subscription(
+                msg_type, topics[spec.name], functools.partial(self.on_input, spec),
+                qos.INPUT_STREAM if spec.max_age > 0 else qos.INPUT_ONESHOT)
+        # the checks of an observation made of the inputs' terms alone (age, frame, finite)
+        self.inputs = (InputObservation([t for s in specs for t in s.fills], specs, topics)
+                       if specs else None)
+        self.input_columns = {spec.name: Observation(self.task.model, spec.fills,
+                                                     self.task.layout).columns
+                              for spec in specs}
+
+    def on_input(self, spec, msg):
+        self.latest_inputs[spec.name] = received(spec, time.monotonic(), msg)
+
     def on_joint_state(self, msg):
-        """Joint-space robot: qpos/qvel of the named 1-dof joints, the rest at defaults."""
+        """A robot: qpos/qvel of the named 1-dof joints, the inputs' state coordinates, the
+        rest at defaults."""
         state = self.joints.to_state(msg.name, msg.position, msg.velocity)
+        if self.inputs is not None:
+            problem = self.inputs.problem(self.latest_inputs, time.monotonic())
+            if problem is not None:
+                self.get_logger().warning(f'not planning: {problem.describe()}',
+                                          throttle_duration_sec=2.0)
+                return
+            for name, columns in self.input_columns.items():
+                state[columns] = self.latest_inputs[name][1]
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         self.plan_for(0, stamp, state, None)
 
