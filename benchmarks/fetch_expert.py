@@ -1,12 +1,12 @@
 """Fetch Pick&Place expert baselines against APEX Table 1, in one run per command:
 
-  definitions (default)  unguided iCEM planning with and acting on the task's action (targets
-                         integrated from the deltas, what batched rollouts simulate) and
-                         gymnasium-robotics' stepped action (mocap = gripper + delta each step:
-                         GymnasiumStepped for the system, SteppedRollouts for the planner, as
-                         the iCEM reference plans on env copies), on the same seeds: success
-                         rate of each (paper: 0.81 at budget 100, 0.67 at 45), per-step
-                         planning time and the physics time inside it
+  definitions (default)  unguided iCEM planning with and acting on the task's action (batched
+                         rollouts, one mujoco.rollout call per control step: 'task') and on
+                         the env's own code path (GymnasiumStepped for the system,
+                         SteppedRollouts for the planner, as the iCEM reference plans on env
+                         copies: 'stepped'), on the same seeds: success rate of each (paper:
+                         0.81 at budget 100, 0.67 at 45), per-step planning time and the
+                         physics time inside it
   --guide reach          the paper's Fig. 3 setting: a weak policy (ReachOnlyPolicy: reaches
                          for the box, never grasps) alone, and guiding the expert with fixed
                          lambda (planner.guidance_lambda) and with adaptive lambda (Eq. 4,
@@ -18,7 +18,7 @@ command with --resume continues it. Timings: medians over the episodes' per-step
 Seeds start at --first-seed (1000: none of them was used for tuning or tests).
 
     python benchmarks/fetch_expert.py benchmarks/fetch_expert_b100.json --episodes 40 --resume
-    python benchmarks/fetch_expert.py OUT.json --only integrated     # one variant
+    python benchmarks/fetch_expert.py OUT.json --only task     # one variant
     python benchmarks/fetch_expert.py benchmarks/fetch_expert_b45.json --episodes 40 \\
         --config config/fetch_pick_and_place_b45.yaml
     python benchmarks/fetch_expert.py benchmarks/fetch_fig3_b45.json --episodes 40 \\
@@ -45,7 +45,7 @@ def variants(run_cfg, guide: bool) -> dict:
     """name -> (planner config or None for the policy alone, policy or None, stepped?)"""
     cfg = run_cfg.planner
     if not guide:
-        return {'integrated': (cfg, None, False), 'stepped': (cfg, None, True)}
+        return {'task': (cfg, None, False), 'stepped': (cfg, None, True)}
     return {
         'policy': (None, 'reach', False),
         'fixed_lambda': (dataclasses.replace(cfg, lambda_mode='fixed'), 'reach', False),

@@ -532,7 +532,7 @@ def test_recorder_default_topics_follow_the_bundle(tmp_path, cartpole):
     export_bundle(MLPPolicy(fetch.obs_dim, fetch.nu), fetch, bundle, 0)
     assert default_topics('', False, bundle) == [
         protocol.JOINT_STATES, '/cartesian_controller/commands', '/gripper_controller/commands',
-        '/goal', '/object0/pose', '/object0/twist', '/cartesian_controller/target']
+        '/goal', '/object0/pose', '/object0/twist']
     assert default_topics('my_cartesian', True, bundle)[1:3] == [
         '/my_cartesian/commands', '/gripper_controller/commands']
     assert default_topics('my_cartesian', True, bundle)[-1] == protocol.FULL_STATE

@@ -52,7 +52,7 @@ def test_sim_node_turns_the_twist_and_gripper_back_into_the_action(probe, fetch,
     node, executor, procs = probe
     lay, rate = fetch.layout, 1.0 / fetch.dt
     full = rosutil.Collector(node, Float64MultiArray, protocol.FULL_STATE)
-    targets = rosutil.Collector(node, PointStamped, '/cartesian_controller/target')
+    goals = rosutil.Collector(node, PointStamped, '/goal')
     twists = node.create_publisher(TwistStamped, protocol.command_topic('effort_controller'),
                                    10)
     grippers = node.create_publisher(Float64MultiArray,
@@ -67,10 +67,10 @@ def test_sim_node_turns_the_twist_and_gripper_back_into_the_action(probe, fetch,
     assert rosutil.wait_for_subscribers(twists, spin=executor)
     assert rosutil.wait_for_subscribers(grippers, spin=executor)
     start = latest().state
-    # the controller's target is published as an input, in the task's world frame
-    assert targets.wait(1, spin=executor)
-    assert targets.msgs[-1].header.frame_id == 'world'
-    assert targets.msgs[-1].point.x == pytest.approx(start[lay.extra['target']][0])
+    # the goal is published as an input, in the task's world frame
+    assert goals.wait(1, spin=executor)
+    assert goals.msgs[-1].header.frame_id == 'world'
+    assert goals.msgs[-1].point.x == pytest.approx(start[lay.extra['goal']][0])
     twists.publish(twist([0.01, 0.0, 0.0], rate, frame='map'))    # not the interface's frame
     assert rosutil.wait_for(lambda: "frame_id 'map'" in log.read_text(), 10, spin=executor)
     grippers.publish(Float64MultiArray(data=[math.nan]))
@@ -80,19 +80,18 @@ def test_sim_node_turns_the_twist_and_gripper_back_into_the_action(probe, fetch,
     grippers.publish(Float64MultiArray(data=[1.0]))
     assert rosutil.wait_for(lambda: latest().step == 1, 20, spin=executor), log.read_text()
     state = latest().state
-    action = np.array([0.02, -0.01, 0.03]) / MOCAP_STEP
-    expected_target = start[lay.extra['target']] + MOCAP_STEP * action
-    assert state[lay.extra['target']] == pytest.approx(expected_target)
-    high = fetch.finger_range[1]  # the finger target opens (+1) to the servos' upper end
-    assert state[lay.extra['finger'].start] == high != start[lay.extra['finger'].start]
+    action = np.append(np.array([0.02, -0.01, 0.03]) / MOCAP_STEP, 1.0)
+    expected = Simulation(fetch)     # that action, stepped here from the same state
+    expected.reset(state=start)
+    assert state == pytest.approx(expected.advance(action), abs=1e-9)
     fingers = state[lay.qpos][fetch.finger_qpos]
     assert np.all(fingers > start[lay.qpos][fetch.finger_qpos] + 1e-3)   # the gripper opens
 
 
 def test_planner_on_a_robot_builds_the_state_from_joint_states_and_inputs(probe, fetch,
                                                                           tmp_path):
-    """state_source joint_states: the planner takes the goal, the box and the controller's
-    target from their input topics; it does not plan, naming the input, while one is missing,
+    """state_source joint_states: the planner takes the goal and the box's pose and twist from
+    their input topics; it does not plan, naming the input, while one is missing,
     and plans from the state they fill once all are there (its demonstration's observation
     holds the goal sent)."""
     node, executor, procs = probe
@@ -105,7 +104,7 @@ def test_planner_on_a_robot_builds_the_state_from_joint_states_and_inputs(probe,
                              velocity=state[lay.qvel][joints.dofs].tolist())
     goal = [1.3, 0.7, 0.6]
     values = {'goal': goal, 'object0': state[lay.qpos][fetch.box_qpos],
-              'object0_twist': np.zeros(6), 'target': state[lay.extra['target']]}
+              'object0_twist': np.zeros(6)}
     publishers = {spec.name: (spec, node.create_publisher(
         type(message_for(spec)), spec.topic, 10)) for spec in fetch.inputs()}
     states = node.create_publisher(JointState, protocol.JOINT_STATES, 10)

@@ -64,6 +64,8 @@ class OpenLoopRollouts:
         model's poses.
         """
         task = self.task
+        if task.feedback:
+            return self._run_feedback(np.asarray(state0, dtype=np.float64), actions)
         batch, horizon, _ = actions.shape
         fs = task.frame_skip
         nstep = horizon * fs
@@ -101,6 +103,43 @@ class OpenLoopRollouts:
         if extra is not None:
             states[:, 1:, layout.physics:] = extra
         return states, rollout_ok(out, state0[0], self.model.opt.timestep)
+
+
+    def _run_feedback(self, state0, actions):
+        """`run` for a task whose controls depend on the state each step starts from
+        (Task.actuate_feedback): one rollout call per control step, from a zero warm start
+        (as Simulation.advance steps such a task)."""
+        task, layout = self.task, self.task.layout
+        batch, horizon, _ = actions.shape
+        fs = task.frame_skip
+        if layout.extra_size:
+            task.prepare(self.model, state0)
+        models, out, sensordata = self._buffers_for(batch, fs)
+        zero = np.zeros((batch, self.model.nv))
+        default_pos, default_quat = (np.ravel(v) for v in self.default_mocap)
+        states = np.empty((batch, horizon + 1, layout.size))
+        states[:, 0] = state0
+        ok = np.ones(batch, dtype=bool)
+        for t in range(horizon):
+            ctrl, pos, quat = task.actuate_feedback(states[:, t], actions[:, t])
+            control = [ctrl]
+            if self.control_spec != mujoco.mjtState.mjSTATE_CTRL:
+                control.append(np.broadcast_to(default_pos, (batch, default_pos.size))
+                               if pos is None else np.reshape(pos, (batch, -1)))
+                control.append(np.broadcast_to(default_quat, (batch, default_quat.size))
+                               if quat is None else np.reshape(quat, (batch, -1)))
+            control = np.repeat(np.concatenate(control, axis=-1)[:, None], fs, axis=1)
+            init = np.ascontiguousarray(states[:, t, :layout.physics])
+            t0 = time.perf_counter()
+            self._pool.rollout(models, self._datas, init, control,
+                               control_spec=self.control_spec, nstep=fs,
+                               initial_warmstart=zero, state=out, sensordata=sensordata,
+                               skip_checks=True)
+            self.sim_seconds += time.perf_counter() - t0
+            states[:, t + 1, :layout.physics] = out[:, -1]
+            states[:, t + 1, layout.physics:] = state0[layout.physics:]
+            ok &= rollout_ok(out, states[0, t, 0], self.model.opt.timestep)
+        return states, ok
 
 
 def default_mocap(model):

@@ -72,7 +72,15 @@ class Simulation:
         """Apply `action` (clipped to bounds) for one control step; returns the new state."""
         task = self.task
         action = np.clip(np.asarray(action, dtype=np.float64), task.action_low, task.action_high)
-        if task.drives_targets:
+        if task.feedback:
+            ctrl, pos, quat = task.actuate_feedback(self.state()[None], action[None])
+            self.data.ctrl[:] = ctrl[0]
+            if pos is not None:
+                self.data.mocap_pos[:] = np.reshape(pos[0], self.data.mocap_pos.shape)
+            if quat is not None:
+                self.data.mocap_quat[:] = np.reshape(quat[0], self.data.mocap_quat.shape)
+            self.data.qacc_warmstart[:] = 0.0   # as the rollouts' per-step calls start
+        elif task.drives_targets:
             ctrl, mocap, extra = task.actuate(self.state()[None], action[None, None])
             self.data.ctrl[:] = ctrl[0, 0]
             if mocap is not None:

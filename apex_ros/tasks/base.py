@@ -104,6 +104,17 @@ class Task:
                                 actions.shape[:2] + (self.layout.extra_size,))
         return actions, None, extra
 
+    def actuate_feedback(self, states: np.ndarray, actions: np.ndarray):
+        """For a task whose command is relative to where the robot is (an end-effector
+        displacement from the current pose): one control step's (ctrl (B, model.nu),
+        mocap_pos (B, nmocap, 3) or None, mocap_quat (B, nmocap, 4) or None) from the states
+        (B, nstate) it starts from and the actions (B, nu). Rollouts then run one batched
+        `mujoco.rollout` call per control step, each from a zero solver warm start, and the
+        Simulation zeroes it before each step too, so the two agree bitwise. The extra state
+        stays as it is. Default: not such a task (`actuate` maps the action, or it is the
+        control)."""
+        raise NotImplementedError
+
     def prepare(self, model: mujoco.MjModel, state: np.ndarray):
         """Write the model parameters that live in the extra state of `state` (nstate,) into
         `model` (a copy owned by the caller) before simulating from it. Default: none."""
@@ -165,9 +176,16 @@ class Task:
         return len(self.action_low)
 
     @property
+    def feedback(self) -> bool:
+        """Whether the controls of a step depend on the state it starts from
+        (`actuate_feedback`)."""
+        return type(self).actuate_feedback is not Task.actuate_feedback
+
+    @property
     def drives_targets(self) -> bool:
-        """Whether the action is mapped by `actuate` (rather than being the control)."""
-        return type(self).actuate is not Task.actuate
+        """Whether the action is mapped by `actuate` or `actuate_feedback` (rather than being
+        the control)."""
+        return type(self).actuate is not Task.actuate or self.feedback
 
     def extra(self, states: np.ndarray, name: str) -> np.ndarray:
         """The extra-state block `name` of states (..., nstate)."""

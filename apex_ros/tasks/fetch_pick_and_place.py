@@ -7,31 +7,26 @@ per episode the box's xy is drawn within 0.15 m of the gripper's start (at least
 it) and the goal within 0.15 m of it, at table height or, half of the time, up to 0.45 m
 above. 50 steps of 20 x 2 ms (25 Hz).
 
-Action: 4 numbers in [-1, 1], an end-effector displacement (x 0.05 m) and a gripper command,
-as the env's. The env moves the mocap to the gripper's *current* position + the displacement
-every step and sets each finger's servo to its current position + a[3] (`GymnasiumStepped`
-below); one batched `mujoco.rollout` call cannot read the current pose, so here the targets
-are part of the state and integrated from the actions (`actuate`): the mocap target adds
-0.05 a[:3] per step and stays above a floor (where the fingertips meet the table: a target
-wound up below it would press the fingers on the table ever harder, and no grasp closes),
-the finger target adds a[3] and stays within the servos' ctrlrange. Both start from the
-gripper's pose at reset, so the first step is the env's; the expert's success under both
-definitions is measured in benchmarks/fetch_expert.py.
+Action: 4 numbers in [-1, 1], the env's: each step the mocap goes to the gripper's current
+position + 0.05 a[:3], its orientation to the gripper's + (1, 0, 1, 0), and each finger's
+servo to that finger's position + a[3] (`actuate_feedback`; "current" as the APEX authors'
+iCEM env has it, kinematics after every step). The controls depend on the state each step
+starts from, so rollouts run one batched `mujoco.rollout` call per control step (Task.
+actuate_feedback). An earlier version integrated the targets from the deltas instead, to fit
+one call over the horizon; the expert planning with it lifted the box less often than with
+the env's action (experiments/fetch_expert/NOTES.md).
 
-State: FULLPHYSICS + goal (3) + mocap target (3) + finger target (1). Reward (the paper's):
--|box - goal| after each step, no hand-to-box term; success: |box - goal| <= 0.05 m at the end.
+State: FULLPHYSICS + goal (3). Reward (the paper's): -|box - goal| after each step, no
+hand-to-box term; success: |box - goal| <= 0.05 m at the end.
 
 Deployment (`command_interface`, `inputs`): the action goes to a Cartesian controller as
-geometry_msgs/TwistStamped (0.05 a[:3] m per control step, as a velocity) in 'base_link' and
-the gripper value a[3] to the fingers' forward controller (/gripper_controller/commands). The
-twist's frame is the robot's: the base joints are slides, so base_link's axes are the world's
-and a displacement (a direction) is the same in both; positions are the task's world frame
-('world'). Inputs: the goal (PointStamped, once), the box's pose and velocity (PoseStamped,
-TwistStamped as its free joint's qvel holds it: perception) and
-the Cartesian controller's integrated target (PointStamped: on the robot the controller holds
-the target the twists move, as the extra state does here). The finger target is not observed:
-it sits at an end of the servos' range after any |a[3]| >= 0.2 (92 % of steps under random
-actions) and the fingers' positions, which are observed, follow it.
+geometry_msgs/TwistStamped (0.05 a[:3] m per control step from where the end effector is, as
+a velocity) in 'base_link' and the gripper value a[3] to the fingers' forward controller
+(/gripper_controller/commands). The twist's frame is the robot's: the base joints are slides,
+so base_link's axes are the world's and a displacement (a direction) is the same in both;
+positions are the task's world frame ('world'). Inputs: the goal (PointStamped, once), the
+box's pose and velocity (PoseStamped, TwistStamped as its free joint's qvel holds it:
+perception).
 """
 import dataclasses
 import time
@@ -41,7 +36,6 @@ import numpy as np
 
 from ..sim.observation import joint_terms
 from ..sim.simulation import Simulation
-from ..sim.state import get_state
 from .base import Task
 
 # gymnasium-robotics' FetchPickAndPlace setup (fetch/pick_and_place.py, fetch/fetch_env.py)
@@ -61,13 +55,9 @@ OBJECT_MIN_DISTANCE = 0.1
 TARGET_RANGE = 0.15
 AIR_PROBABILITY = 0.5
 AIR_HEIGHT = 0.45
-# Lowest mocap target height, above the box's resting centre: the gripper body sits 0.012 m
-# above it when its fingertips touch the table; a target below that would wind up (pressing
-# the gripper into the table harder every step) where the env's target cannot
-TARGET_FLOOR_ABOVE_BOX = 0.015
 FINGERS = ('robot0:l_gripper_finger_joint', 'robot0:r_gripper_finger_joint')
 WORLD_FRAME = 'world'
-INPUT_AGE = 0.2              # s (5 control periods): the box pose and target are streams
+INPUT_AGE = 0.2              # s (5 control periods): the box's pose and twist are streams
 
 
 class FetchPickAndPlace(Task):
@@ -75,7 +65,7 @@ class FetchPickAndPlace(Task):
     model_file = 'gymnasium_robotics:fetch/pick_and_place.xml'
     frame_skip = 20            # 25 Hz control (dt 0.002 x 20)
     episode_steps = 50
-    extra_state = {'goal': 3, 'target': 3, 'finger': 1}
+    extra_state = {'goal': 3}
     command_interface = {'interface': 'cartesian', 'message': 'geometry_msgs/TwistStamped',
                          'frame': 'base_link', 'axes': ['x', 'y', 'z', 'gripper'],
                          'scale': MOCAP_STEP}
@@ -93,7 +83,7 @@ class FetchPickAndPlace(Task):
         self.finger_qpos = np.array([m.joint(f).qposadr[0] for f in FINGERS])
         # the fingers' actuators in actuator order (the order of ctrl)
         self.actuator_finger_qpos = m.jnt_qposadr[m.actuator_trnid[:, 0]]
-        self.finger_range = m.actuator_ctrlrange[0].copy()
+        self._kinematics = mujoco.MjData(m)   # scratch: the gripper's pose from a state
         self._settle()
 
     def build_model(self):
@@ -125,38 +115,30 @@ class FetchPickAndPlace(Task):
         self._start = (data.time, data.qpos.copy(), data.qvel.copy())
         self.initial_gripper_xpos = data.site('robot0:grip').xpos.copy()
         self.table_height = float(data.site('object0').xpos[2])   # the env's height_offset
-        self.target_floor = self.table_height + TARGET_FLOOR_ABOVE_BOX
 
-    # --- the action: targets integrated from the deltas --------------------------------
+    # --- the action: relative to where the gripper is ---------------------------------
     def action_bounds(self):
         return -np.ones(4), np.ones(4)
 
-    def actuate(self, states0, actions):
-        """(B, nstate), (B, H, 4) -> ctrl (B, H, 2), mocap_pos (B, H, 1, 3), extra (B, H, 7).
+    def gripper_pose(self, qpos: np.ndarray) -> tuple:
+        """(B, nq) -> the gripper body's positions (B, 3) and orientations (B, 4) there."""
+        data, m = self._kinematics, self.model
+        pos, quat = np.empty((len(qpos), 3)), np.empty((len(qpos), 4))
+        for b, q in enumerate(qpos):
+            data.qpos[:] = q
+            mujoco.mj_kinematics(m, data)
+            pos[b], quat[b] = data.xpos[self.gripper_body], data.xquat[self.gripper_body]
+        return pos, quat
 
-        Mocap target after step t: the previous one + 0.05 a_t[:3], its height at least
-        `target_floor`; finger target after step t: the previous one + a_t[3], within the
-        servos' ctrlrange; both fingers follow it. Summed one step at a time from the start
-        state's targets: bitwise what stepping the Simulation gives."""
-        lay = self.layout
-        batch, horizon, _ = actions.shape
-        target = np.empty((batch, horizon, 3))
-        x = states0[:, lay.extra['target']]
-        finger = np.empty((batch, horizon))
-        f = states0[:, lay.extra['finger'].start]
-        lo, hi = self.finger_range
-        for t in range(horizon):
-            x = x + MOCAP_STEP * actions[:, t, :3]
-            x[:, 2] = np.maximum(x[:, 2], self.target_floor)
-            target[:, t] = x
-            f = np.clip(f + actions[:, t, 3], lo, hi)
-            finger[:, t] = f
-        extra = np.empty((batch, horizon, lay.extra_size))
-        extra[..., :3] = states0[:, None, lay.extra['goal']]
-        extra[..., 3:6] = target
-        extra[..., 6] = finger
-        ctrl = np.repeat(finger[..., None], self.model.nu, axis=-1)
-        return ctrl, target[:, :, None, :], extra
+    def actuate_feedback(self, states, actions):
+        """(B, nstate), (B, 4) -> ctrl (B, 2), mocap_pos (B, 1, 3), mocap_quat (B, 1, 4):
+        the env's mocap_set_action and ctrl_set_action from the states."""
+        qpos = states[:, self.layout.qpos]
+        pos, quat = self.gripper_pose(qpos)
+        quat = quat + GRIPPER_QUAT
+        quat /= np.linalg.norm(quat, axis=1, keepdims=True)
+        ctrl = qpos[:, self.actuator_finger_qpos] + actions[:, 3:4]
+        return ctrl, (pos + MOCAP_STEP * actions[:, :3])[:, None], quat[:, None]
 
     # --- episodes -----------------------------------------------------------------------
     def reset(self, data, rng):
@@ -175,27 +157,18 @@ class FetchPickAndPlace(Task):
         if rng.uniform() < AIR_PROBABILITY:
             goal[2] += rng.uniform(0, AIR_HEIGHT)
         mujoco.mj_forward(m, data)
-        return np.concatenate([goal, self.gripper_targets(data)])
-
-    def gripper_targets(self, data) -> np.ndarray:
-        """(4,): the gripper body's position in `data` and its fingers' mean position: the
-        targets that leave the gripper where it is."""
-        return np.append(data.xpos[self.gripper_body],
-                         np.mean(data.qpos[self.finger_qpos]))
+        return goal
 
     def initial_extra(self):
-        qpos = self._start[1]
-        return np.concatenate([self.initial_gripper_xpos, self.initial_gripper_xpos,
-                               [np.mean(qpos[self.finger_qpos])]])
+        return self.initial_gripper_xpos.copy()   # a goal where the gripper starts
 
     def obs_terms(self):
-        # the robot's joints, the box's pose and velocity, the goal and the integrated mocap
-        # target (the action moves it: the policy sees where the gripper is being pulled)
-        extra = tuple(f'extra:{name}[{i}]' for name in ('goal', 'target') for i in range(3))
-        return joint_terms(self.model, 'qpos') + joint_terms(self.model, 'qvel') + extra
+        # the robot's joints, the box's pose and velocity (its free joint), the goal
+        goal = tuple(f'extra:goal[{i}]' for i in range(3))
+        return joint_terms(self.model, 'qpos') + joint_terms(self.model, 'qvel') + goal
 
     def inputs(self):
-        """The goal, the box's pose and the Cartesian controller's target, in 'world'."""
+        """The goal and the box's pose and velocity, in 'world'."""
         from ..deploy.inputs import InputSpec
         return (
             InputSpec('goal', 'geometry_msgs/PointStamped', '/goal', WORLD_FRAME,
@@ -204,9 +177,6 @@ class FetchPickAndPlace(Task):
                       tuple(f'qpos:object0:joint[{i}]' for i in range(7)), max_age=INPUT_AGE),
             InputSpec('object0_twist', 'geometry_msgs/TwistStamped', '/object0/twist',
                       WORLD_FRAME, tuple(f'qvel:object0:joint[{i}]' for i in range(6)),
-                      max_age=INPUT_AGE),
-            InputSpec('target', 'geometry_msgs/PointStamped', '/cartesian_controller/target',
-                      WORLD_FRAME, tuple(f'extra:target[{i}]' for i in range(3)),
                       max_age=INPUT_AGE))
 
     def box_to_goal(self, states):
@@ -223,20 +193,13 @@ class FetchPickAndPlace(Task):
 
 
 class GymnasiumStepped(Simulation):
-    """Fetch stepped with the env's own action, as the APEX authors stepped it, for the parity
-    measurement (test/test_fetch.py, benchmarks/fetch_expert.py): each step the mocap goes to
-    the gripper's current position + 0.05 a[:3], its quat to the gripper's + (1, 0, 1, 0),
-    and each finger's servo to that finger's position + a[3]. "Current": the kinematics are
-    recomputed after every step, as the iCEM reference's env does (its `_step_callback` runs
-    a forward pass; gymnasium-robotics' reads the `xpos` of the previous substep's start), so
-    the state vector holds all a step reads. The extra state it reports anchors the
-    targets at the gripper (`gripper_targets`), so a planner's integrated rollouts start
-    where the env's next step starts."""
-
-    def state(self):
-        goal = self.extra[:3]
-        extra = np.concatenate([goal, self.task.gripper_targets(self.data)])
-        return np.concatenate([get_state(self.model, self.data), extra])
+    """Fetch stepped with the env's own code path, as the APEX authors' iCEM env steps it: an
+    independent reference for the task's action (test/test_fetch.py, benchmarks/
+    fetch_expert.py). Each step the mocap goes to the gripper's `xpos` + 0.05 a[:3], its quat
+    to the gripper's `xquat` + (1, 0, 1, 0) (unnormalized, as the env writes it), each
+    finger's servo to that finger's position + a[3], then mj_step, then the kinematics (the
+    env's forward pass after a step); the solver's warm start carries over from step to step,
+    as in the env."""
 
     def advance(self, action):
         task, data = self.task, self.data
@@ -251,11 +214,11 @@ class GymnasiumStepped(Simulation):
 
 
 class SteppedRollouts:
-    """OpenLoopRollouts' interface (`run`, `sim_seconds`, `close`) with gymnasium-robotics'
-    own action: every sample stepped by a GymnasiumStepped simulation, as the iCEM reference's
-    ground-truth model steps copies of the env. Single-threaded Python stepping, so it is for
-    the parity measurement (benchmarks/fetch_expert.py: the expert planning with the env's
-    action against the task's integrated one), not for training."""
+    """OpenLoopRollouts' interface (`run`, `sim_seconds`, `close`) on the reference: every
+    sample stepped by a GymnasiumStepped simulation, as the iCEM reference's ground-truth
+    model steps copies of the env. Single-threaded Python stepping, for the parity
+    measurement (benchmarks/fetch_expert.py: the expert planning with and acting on the env's
+    code path against the task's batched one), not for training."""
 
     threads = 1
 
@@ -285,18 +248,20 @@ class SteppedRollouts:
 
 class ReachOnlyPolicy:
     """A weak Fetch policy, the guide of the paper's Fig. 3 measurement (benchmarks/
-    fetch_expert.py --guide reach, test/test_fetch.py): moves the mocap target towards the box
+    fetch_expert.py --guide reach, test/test_fetch.py): moves the gripper towards the box
     with the gripper open and never grasps, so it almost never succeeds.
     obs (B, obs_dim) -> actions (B, 4)."""
 
     def __init__(self, task: FetchPickAndPlace, gain: float = 0.5):
         terms = task.observation.terms
+        self.task = task
+        self.qpos = [terms.index(t) for t in joint_terms(task.model, 'qpos')]
         self.box = [terms.index(f'qpos:object0:joint[{i}]') for i in range(3)]
-        self.target = [terms.index(f'extra:target[{i}]') for i in range(3)]
         self.gain = gain
         self.obs_dim, self.act_dim = task.obs_dim, task.nu
 
     def __call__(self, obs):
         obs = np.asarray(obs, dtype=np.float64)
-        reach = np.clip(self.gain * (obs[:, self.box] - obs[:, self.target]) / MOCAP_STEP, -1, 1)
+        gripper, _ = self.task.gripper_pose(obs[:, self.qpos])
+        reach = np.clip(self.gain * (obs[:, self.box] - gripper) / MOCAP_STEP, -1, 1)
         return np.concatenate([reach, np.ones((len(obs), 1))], axis=1)
