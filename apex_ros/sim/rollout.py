@@ -88,15 +88,7 @@ class OpenLoopRollouts:
             control = np.concatenate([control, pos, quat], axis=-1)
         init = np.tile(state0[:layout.physics], (batch, 1))
         ws = None if warmstart is None else np.tile(np.asarray(warmstart, np.float64), (batch, 1))
-        models, out, sensordata = self._buffers_for(batch, nstep)
-        t0 = time.perf_counter()
-        # Inputs are built with the exact shapes and dtypes rollout wants, so its Python-side
-        # checks and tiling are skipped.
-        self._pool.rollout(models, self._datas, init, control,
-                           control_spec=self.control_spec, nstep=nstep,
-                           initial_warmstart=ws, state=out, sensordata=sensordata,
-                           skip_checks=True)
-        self.sim_seconds += time.perf_counter() - t0
+        out = self._rollout(init, control, nstep, ws)
         states = np.empty((batch, horizon + 1, layout.size))
         states[:, 0] = state0
         states[:, 1:, :layout.physics] = out[:, fs - 1::fs]
@@ -104,6 +96,19 @@ class OpenLoopRollouts:
             states[:, 1:, layout.physics:] = extra
         return states, rollout_ok(out, state0[0], self.model.opt.timestep)
 
+
+    def _rollout(self, init, control, nstep, warmstart):
+        """One batched mujoco.rollout call from `init` (B, nphysics) -> states (B, nstep,
+        nphysics), timed into sim_seconds. Inputs are built with the exact shapes and dtypes
+        rollout wants, so its Python-side checks and tiling are skipped."""
+        models, out, sensordata = self._buffers_for(len(init), nstep)
+        t0 = time.perf_counter()
+        self._pool.rollout(models, self._datas, init, control,
+                           control_spec=self.control_spec, nstep=nstep,
+                           initial_warmstart=warmstart, state=out, sensordata=sensordata,
+                           skip_checks=True)
+        self.sim_seconds += time.perf_counter() - t0
+        return out
 
     def _run_feedback(self, state0, actions):
         """`run` for a task whose controls depend on the state each step starts from
@@ -114,7 +119,6 @@ class OpenLoopRollouts:
         fs = task.frame_skip
         if layout.extra_size:
             task.prepare(self.model, state0)
-        models, out, sensordata = self._buffers_for(batch, fs)
         zero = np.zeros((batch, self.model.nv))
         default_pos, default_quat = (np.ravel(v) for v in self.default_mocap)
         states = np.empty((batch, horizon + 1, layout.size))
@@ -129,13 +133,8 @@ class OpenLoopRollouts:
                 control.append(np.broadcast_to(default_quat, (batch, default_quat.size))
                                if quat is None else np.reshape(quat, (batch, -1)))
             control = np.repeat(np.concatenate(control, axis=-1)[:, None], fs, axis=1)
-            init = np.ascontiguousarray(states[:, t, :layout.physics])
-            t0 = time.perf_counter()
-            self._pool.rollout(models, self._datas, init, control,
-                               control_spec=self.control_spec, nstep=fs,
-                               initial_warmstart=zero, state=out, sensordata=sensordata,
-                               skip_checks=True)
-            self.sim_seconds += time.perf_counter() - t0
+            out = self._rollout(np.ascontiguousarray(states[:, t, :layout.physics]), control,
+                                fs, zero)
             states[:, t + 1, :layout.physics] = out[:, -1]
             states[:, t + 1, layout.physics:] = state0[layout.physics:]
             ok &= rollout_ok(out, states[0, t, 0], self.model.opt.timestep)
