@@ -14,6 +14,7 @@ Seeds start at --seed-base (default 1000): none of the seeds used while tuning (
 import argparse
 import dataclasses
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -21,6 +22,14 @@ from apex_ros.cli.bench import earlier_episodes, environment, write_json
 from apex_ros.cli.common import add_config_args, load_config, positive_int
 from apex_ros.errors import ApexError
 from apex_ros.sim.episodes import planner_actor, run_episode
+
+
+def shown_path(path) -> str:
+    """`path` relative to the working directory (the checkout) when it is inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def identity(task, planner, cfg, seed_base) -> dict:
@@ -32,7 +41,7 @@ def identity(task, planner, cfg, seed_base) -> dict:
         'samples_per_step': planner.samples_per_step, 'horizon': planner.cfg.horizon,
         'beta': planner.cfg.beta, 'sigma': planner.cfg.sigma,
         'sigma_relative': planner.cfg.sigma_relative, 'episode_steps': task.episode_steps,
-        'task_params': dataclasses.asdict(task.params), 'config': str(cfg.path),
+        'task_params': dataclasses.asdict(task.params), 'config': shown_path(cfg.path),
         'seed_base': seed_base}
 
 
