@@ -17,12 +17,12 @@ rewritten after every episode, so an interrupted run keeps what it measured, and
 command with --resume continues it. Timings: medians over the episodes' per-step medians.
 Seeds start at --first-seed (1000: none of them was used for tuning or tests).
 
-    python benchmarks/fetch_expert.py benchmarks/fetch_expert_b100.json --episodes 40 --resume
-    python benchmarks/fetch_expert.py OUT.json --only task     # one variant
+    python benchmarks/fetch_expert.py benchmarks/fetch_expert_b100.json --episodes 40 \\
+        --only task --resume
     python benchmarks/fetch_expert.py benchmarks/fetch_expert_b45.json --episodes 40 \\
-        --config config/fetch_pick_and_place_b45.yaml
+        --config config/fetch_pick_and_place_b45.yaml --resume
     python benchmarks/fetch_expert.py benchmarks/fetch_fig3_b45.json --episodes 40 \\
-        --config config/fetch_pick_and_place_b45.yaml --guide reach
+        --config config/fetch_pick_and_place_b45.yaml --guide reach --resume
 """
 import argparse
 import dataclasses

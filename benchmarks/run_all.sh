@@ -49,13 +49,14 @@ apex_ros bench graph --task cartpole_swingup --iterations 1 --quiet --json $out/
 "$py" benchmarks/apex_scaling_projection.py $out/apex_scaling_projection.json --ray-json $out/ray_throughput.json
 # Fetch Pick&Place expert baselines against APEX Table 1 and the Fig. 3 effect (hours).
 if [ "${EXPERTS:-0}" = 1 ]; then
-  "$py" benchmarks/fetch_expert.py $out/fetch_expert_b100.json --episodes 40
-  "$py" benchmarks/fetch_expert.py $out/fetch_expert_b45.json --episodes 40 --config config/fetch_pick_and_place_b45.yaml
-  "$py" benchmarks/fetch_expert.py $out/fetch_fig3_b45.json --episodes 40 --config config/fetch_pick_and_place_b45.yaml --guide reach
+  # Each of these continues an interrupted run of the same command (--resume).
+  "$py" benchmarks/fetch_expert.py $out/fetch_expert_b100.json --episodes 40 --only task --resume
+  "$py" benchmarks/fetch_expert.py $out/fetch_expert_b45.json --episodes 40 --config config/fetch_pick_and_place_b45.yaml --resume
+  "$py" benchmarks/fetch_expert.py $out/fetch_fig3_b45.json --episodes 40 --config config/fetch_pick_and_place_b45.yaml --guide reach --resume
   # The unguided iCEM expert on Door and Humanoid Standup (returns, success, plan/physics time).
-  "$py" benchmarks/expert_baseline.py $out/expert_adroit_door_b45.json --task adroit_door --episodes 20 --threads 1
-  "$py" benchmarks/expert_baseline.py $out/expert_humanoid_standup_b100.json --task humanoid_standup --episodes 5 --threads 1
-  "$py" benchmarks/expert_baseline.py $out/expert_humanoid_standup_b45.json --task humanoid_standup --budget 45 --set planner.iterations=2 --episodes 5 --threads 1
+  "$py" benchmarks/expert_baseline.py $out/expert_adroit_door_b45.json --task adroit_door --episodes 20 --threads 1 --resume
+  "$py" benchmarks/expert_baseline.py $out/expert_humanoid_standup_b100.json --task humanoid_standup --episodes 5 --threads 1 --resume
+  "$py" benchmarks/expert_baseline.py $out/expert_humanoid_standup_b45.json --task humanoid_standup --budget 45 --set planner.iterations=2 --episodes 5 --threads 1 --resume
   apex_ros bench apex --task adroit_door --iterations 1 --threads 1 --set apex.expert_rollouts=1 --set apex.dagger_rollouts=1 --set task.episode_steps=20 --set apex.eval_episodes=1 --quiet --json $out/apex_adroit_door_probe.json
   apex_ros bench apex --task humanoid_standup --iterations 1 --threads 1 --set task.episode_steps=20 --quiet --json $out/apex_humanoid_standup_probe.json
 fi
