@@ -29,6 +29,7 @@ box's pose and velocity (PoseStamped, TwistStamped as its free joint's qvel hold
 perception).
 """
 import dataclasses
+import threading
 import time
 
 import mujoco
@@ -83,8 +84,15 @@ class FetchPickAndPlace(Task):
         self.finger_qpos = np.array([m.joint(f).qposadr[0] for f in FINGERS])
         # the fingers' actuators in actuator order (the order of ctrl)
         self.actuator_finger_qpos = m.jnt_qposadr[m.actuator_trnid[:, 0]]
-        self._kinematics = mujoco.MjData(m)   # scratch: the gripper's pose from a state
+        self._scratch = threading.local()     # per thread: an MjData for gripper_pose
         self._settle()
+
+    def __getstate__(self):   # picklable: the per-thread scratch is made again on use
+        return {k: v for k, v in self.__dict__.items() if k != '_scratch'}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._scratch = threading.local()
 
     def build_model(self):
         model = super().build_model()
@@ -122,7 +130,10 @@ class FetchPickAndPlace(Task):
 
     def gripper_pose(self, qpos: np.ndarray) -> tuple:
         """(B, nq) -> the gripper body's positions (B, 3) and orientations (B, 4) there."""
-        data, m = self._kinematics, self.model
+        m = self.model
+        data = getattr(self._scratch, 'data', None)
+        if data is None:
+            data = self._scratch.data = mujoco.MjData(m)
         pos, quat = np.empty((len(qpos), 3)), np.empty((len(qpos), 4))
         for b, q in enumerate(qpos):
             data.qpos[:] = q
