@@ -19,8 +19,10 @@ Seeds start at --first-seed (1000: none of them was used for tuning or tests).
 
     python benchmarks/fetch_expert.py benchmarks/fetch_expert_b100.json --episodes 40 \\
         --only task --resume
+    python benchmarks/fetch_expert.py benchmarks/fetch_expert_b45.json --episodes 20 \\
+        --config config/fetch_pick_and_place_b45.yaml --resume     # both variants
     python benchmarks/fetch_expert.py benchmarks/fetch_expert_b45.json --episodes 40 \\
-        --config config/fetch_pick_and_place_b45.yaml --resume
+        --config config/fetch_pick_and_place_b45.yaml --only task --resume
     python benchmarks/fetch_expert.py benchmarks/fetch_fig3_b45.json --episodes 40 \\
         --config config/fetch_pick_and_place_b45.yaml --guide reach --resume
 """
@@ -91,7 +93,8 @@ def main():
     p.add_argument('--first-seed', type=int, default=1000)
     p.add_argument('--threads', type=int, default=1, help='rollout threads')
     p.add_argument('--guide', choices=['reach'], help='the Fig. 3 comparison with this guide')
-    p.add_argument('--only', nargs='+', help='run only these variants (default: all of the mode)')
+    p.add_argument('--only', nargs='+', help='run only these variants (default: all of the '
+                   'mode); with --resume the others measured so far stay in JSON')
     p.add_argument('--resume', action='store_true',
                    help='continue the run that wrote JSON (refused if it measured other settings)')
     args = p.parse_args()
@@ -106,13 +109,13 @@ def main():
     runs = {name: v for name, v in runs.items() if not args.only or name in args.only}
     identity = {'task': task.name, 'config': args.config, 'planner': run_cfg.planner_name,
                 'planner_settings': dataclasses.asdict(run_cfg.planner), 'guide': args.guide,
-                'first_seed': args.first_seed, 'variants': list(runs)}
-    try:
-        results = (earlier_episodes(args.json, identity) if args.resume else None) or {
-            name: [] for name in runs}
+                'first_seed': args.first_seed}
+    try:   # a resumed run keeps the variants it measured, also those not run now (--only)
+        results = (earlier_episodes(args.json, identity) if args.resume else None) or {}
     except ApexError as e:
         p.error(str(e))
-    done = min(len(eps) for eps in results.values())
+    results.update({name: [] for name in runs if name not in results})
+    done = min(len(results[name]) for name in runs)
     if done:
         print(f'{args.json}: resuming after {done} seeds', flush=True)
     for i in range(done, args.episodes):

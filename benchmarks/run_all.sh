@@ -51,7 +51,8 @@ apex_ros bench graph --task cartpole_swingup --iterations 1 --quiet --json $out/
 if [ "${EXPERTS:-0}" = 1 ]; then
   # Each of these continues an interrupted run of the same command (--resume).
   "$py" benchmarks/fetch_expert.py $out/fetch_expert_b100.json --episodes 40 --only task --resume
-  "$py" benchmarks/fetch_expert.py $out/fetch_expert_b45.json --episodes 40 --config config/fetch_pick_and_place_b45.yaml --resume
+  "$py" benchmarks/fetch_expert.py $out/fetch_expert_b45.json --episodes 20 --config config/fetch_pick_and_place_b45.yaml --resume
+  "$py" benchmarks/fetch_expert.py $out/fetch_expert_b45.json --episodes 40 --config config/fetch_pick_and_place_b45.yaml --only task --resume
   "$py" benchmarks/fetch_expert.py $out/fetch_fig3_b45.json --episodes 40 --config config/fetch_pick_and_place_b45.yaml --guide reach --resume
   # The unguided iCEM expert on Door and Humanoid Standup (returns, success, plan/physics time).
   "$py" benchmarks/expert_baseline.py $out/expert_adroit_door_b45.json --task adroit_door --episodes 20 --threads 1 --resume
