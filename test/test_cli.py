@@ -196,3 +196,27 @@ def test_launch_with_a_bad_set_fails_naming_it(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     assert '--set apex.iteratons: unknown key' in out.stdout + out.stderr
+
+
+def test_expert_baseline_resumes_and_refuses_other_settings(tmp_path, capsys):
+    """benchmarks/expert_baseline.py --resume continues after the episodes a JSON holds
+    (the same figures as one run), and refuses a JSON measured with other settings, naming
+    them."""
+    import importlib.util
+    import json
+    from pathlib import Path
+    path = Path(__file__).parent.parent / 'benchmarks' / 'expert_baseline.py'
+    spec = importlib.util.spec_from_file_location('expert_baseline', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    base = ['--task', 'cartpole_swingup', '--set', 'task.episode_steps=4', '--budget', '60']
+    one, split = tmp_path / 'one.json', tmp_path / 'split.json'
+    module.main([str(one), *base, '--episodes', '2'])
+    module.main([str(split), *base, '--episodes', '1', '--resume'])
+    module.main([str(split), *base, '--episodes', '2', '--resume'])
+    whole, resumed = json.loads(one.read_text()), json.loads(split.read_text())
+    assert [e['seed'] for e in resumed['episodes']] == [1000, 1001]
+    assert [e['return'] for e in resumed['episodes']] == [e['return'] for e in whole['episodes']]
+    with pytest.raises(SystemExit):
+        module.main([str(split), *base[:-1], '70', '--episodes', '3', '--resume'])
+    assert 'measured with other settings (budget: 60 -> 70' in capsys.readouterr().err
