@@ -322,6 +322,48 @@ def test_extra_state_rollout_matches_simulation(target_task, closing, threads):
     assert not np.allclose(states_still[:, -1, 1], states[:, -1, 1])
 
 
+def _relative_actuate(self, states, actions):
+    """Action [push, dx]: push is the motor's control; the mocap target goes to where the ball
+    is at the step's start + 0.1 dx (a command relative to the current pose)."""
+    mocap = np.zeros((len(states), 1, 3))
+    mocap[:, 0, 0] = states[:, 1] + 0.1 * actions[:, 1]
+    return actions[:, :1], mocap, None
+
+
+@pytest.mark.parametrize('threads', [1, 2])
+def test_feedback_rollout_matches_simulation(model_task, closing, threads):
+    """A task whose controls depend on the state each step starts from (actuate_feedback):
+    the batched rollouts, one call per control step, give bitwise what stepping gives; the
+    relative command moves the ball; CEM-GD, whose gradients take the action as the control,
+    refuses it."""
+    task = model_task(MOCAP_XML, frame_skip=3, actuate_feedback=_relative_actuate,
+                      action_bounds=lambda self: (np.array([-1.0, -1.0]),
+                                                  np.array([1.0, 1.0])))
+    assert task.feedback and task.drives_targets and task.nu == 2
+    sim = Simulation(task)
+    sim.reset(3)
+    rng = np.random.default_rng(0)
+    for _ in range(2):
+        sim.step(rng.uniform(-1, 1, 2))
+    state0, warmstart = sim.plan_inputs()
+    actions = rng.uniform(-1, 1, (3, 6, 2))
+    rollouts = closing(OpenLoopRollouts(task, threads=threads))
+    states, ok = rollouts.run(state0, actions, warmstart)
+    assert ok.all() and states.shape == (3, 7, task.layout.size)
+    for b in range(3):
+        replay = Simulation(task)
+        replay.reset(state=state0, warmstart=warmstart)
+        for t in range(6):
+            assert np.array_equal(replay.advance(actions[b, t]), states[b, t + 1]), (b, t)
+            assert replay.data.mocap_pos[0, 0] == states[b, t, 1] + 0.1 * actions[b, t, 1]
+    still = actions.copy()
+    still[..., 1] = 0
+    states_still, _ = rollouts.run(state0, still, warmstart)
+    assert not np.allclose(states_still[:, -1, 1], states[:, -1, 1])
+    with pytest.raises(ApexError, match='task tiny maps its action'):
+        make_planner(task, 'cem_gd', {'budget': 20, 'horizon': 3})
+
+
 def _target_moved(self):
     model = Task.build_model(self)
     model.body_pos[model.body('target').id] = [-0.8, 0.0, 0.0]   # the weld's pose stays

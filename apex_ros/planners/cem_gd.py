@@ -111,6 +111,10 @@ class CEMGD(CEMPlanner):
             raise ApexError(f'planner cem_gd: its gradients cover the physics state only, and '
                             f'task {task.name} has extra state ({", ".join(task.layout.extra)});'
                             ' use icem or mppi')
+        if task.drives_targets:
+            raise ApexError(f'planner cem_gd: its gradients take the action as the control, '
+                            f'and task {task.name} maps its action (actuate or '
+                            'actuate_feedback); use icem or mppi')
         self._data = mujoco.MjData(task.model)
         super().__init__(task, config, rollouts, policy=policy, seed=seed)
 

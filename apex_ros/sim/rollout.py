@@ -96,7 +96,6 @@ class OpenLoopRollouts:
             states[:, 1:, layout.physics:] = extra
         return states, rollout_ok(out, state0[0], self.model.opt.timestep)
 
-
     def _rollout(self, init, control, nstep, warmstart):
         """One batched mujoco.rollout call from `init` (B, nphysics) -> states (B, nstep,
         nphysics), timed into sim_seconds. Inputs are built with the exact shapes and dtypes
