@@ -7,12 +7,14 @@ Measured in this run (1 core unless said):
                 and the thread speedup
   training      one training of the paper's student (MLP 3x128, Adam, batch 1024, 1000 steps)
   Ray           overhead per episode, read from ray_throughput.json (benchmarks/ray_throughput.py)
-Door and Fetch Pick&Place are not tasks here yet: their per-step cost is the measured
-`mujoco.rollout` batch of 40 sequences x 30 actions on 1 thread from
-/work/shared/ENGINEERING_NOTES.md (Door 0.34 s, Fetch 0.74 s) scaled to the budget
+Door and Fetch Pick&Place were not tasks here when this was written: their per-step cost is
+the `mujoco.rollout` batch of 40 sequences x 30 actions on 1 thread that the project's
+engineering notes measured (Door 0.34 s, Fetch 0.74 s), scaled to the budget
 (budget / 40 batches per step), by the planner's measured plan/physics ratio, and by this
 machine's speed now (halfcheetah physics measured here / the notes' 69 ms); episodes of
-200 (Door) and 50 (Fetch) steps.
+200 (Door) and 50 (Fetch) steps. Measured here since, per planning step on 1 thread: Door in
+experiments/paper_tasks/cpu_cost.json, Fetch in benchmarks/fetch_expert_b45.json and
+fetch_expert_b100.json (plan_ms_median).
 
 The model (each phase's rollouts are independent; the expert and DAgger phases, with the
 trainings between them, run one after another):
