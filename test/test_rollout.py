@@ -294,11 +294,10 @@ def closing_free_planner(task):
     return make_planner(task, 'random_shooting', {'budget': 12, 'horizon': 3})
 
 
-@pytest.mark.parametrize('threads', [1, 2])
-def test_extra_state_rollout_matches_simulation(target_task, closing, threads):
-    """set -> rollout gives bitwise what stepping the Simulation gives, extra state and the
-    model parameter included; the target moves the ball (the extra state is not decoration)."""
-    task = target_task
+def rollouts_match_stepping(task, closing, threads, on_step=None):
+    """Two random steps into seed 3, then 3 random sequences of 6 actions rolled out from
+    there and each replayed by a Simulation: bitwise the same at every step (`on_step(replay,
+    states, actions, b, t)` checks more). -> (state0, warmstart, actions, states, rollouts)"""
     sim = Simulation(task)
     sim.reset(3)
     rng = np.random.default_rng(0)
@@ -314,6 +313,18 @@ def test_extra_state_rollout_matches_simulation(target_task, closing, threads):
         replay.reset(state=state0, warmstart=warmstart)
         for t in range(6):
             assert np.array_equal(replay.advance(actions[b, t]), states[b, t + 1]), (b, t)
+            if on_step is not None:
+                on_step(replay, states, actions, b, t)
+    return state0, warmstart, actions, states, rollouts
+
+
+@pytest.mark.parametrize('threads', [1, 2])
+def test_extra_state_rollout_matches_simulation(target_task, closing, threads):
+    """set -> rollout gives bitwise what stepping the Simulation gives, extra state and the
+    model parameter included; the target moves the ball (the extra state is not decoration)."""
+    task = target_task
+    state0, warmstart, actions, states, rollouts = rollouts_match_stepping(task, closing,
+                                                                           threads)
     np.testing.assert_allclose(states[:, 1:, task.layout.extra['target']][..., 0],
                                state0[task.layout.physics] + np.cumsum(0.1 * actions[..., 1], 1))
     still = actions.copy()
@@ -340,22 +351,11 @@ def test_feedback_rollout_matches_simulation(model_task, closing, threads):
                       action_bounds=lambda self: (np.array([-1.0, -1.0]),
                                                   np.array([1.0, 1.0])))
     assert task.feedback and task.drives_targets and task.nu == 2
-    sim = Simulation(task)
-    sim.reset(3)
-    rng = np.random.default_rng(0)
-    for _ in range(2):
-        sim.step(rng.uniform(-1, 1, 2))
-    state0, warmstart = sim.plan_inputs()
-    actions = rng.uniform(-1, 1, (3, 6, 2))
-    rollouts = closing(OpenLoopRollouts(task, threads=threads))
-    states, ok = rollouts.run(state0, actions, warmstart)
-    assert ok.all() and states.shape == (3, 7, task.layout.size)
-    for b in range(3):
-        replay = Simulation(task)
-        replay.reset(state=state0, warmstart=warmstart)
-        for t in range(6):
-            assert np.array_equal(replay.advance(actions[b, t]), states[b, t + 1]), (b, t)
-            assert replay.data.mocap_pos[0, 0] == states[b, t, 1] + 0.1 * actions[b, t, 1]
+
+    def relative(replay, states, actions, b, t):
+        assert replay.data.mocap_pos[0, 0] == states[b, t, 1] + 0.1 * actions[b, t, 1]
+    state0, warmstart, actions, states, rollouts = rollouts_match_stepping(
+        task, closing, threads, relative)
     still = actions.copy()
     still[..., 1] = 0
     states_still, _ = rollouts.run(state0, still, warmstart)
