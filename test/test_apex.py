@@ -24,6 +24,7 @@ from apex_ros.files import atomic_write_bytes
 from apex_ros.learning.apex import ApexTrainer
 from apex_ros.learning.apex.checkpoint import read_checkpoint
 from apex_ros.learning.apex.loop import RunStopped
+from apex_ros.learning.apex.report import iteration_line
 from apex_ros.learning.dataset import Dataset, LabeledRollout
 from apex_ros.learning.plot import plot_learning_curve, y_range
 from apex_ros.learning.student import MLPPolicy, make_optimizer, train_policy
@@ -252,6 +253,22 @@ def test_learning_curve_axis_keeps_the_runs_band_despite_a_rolled_episode(tmp_pa
                for i, (e, p, lo, m) in enumerate(zip(expert, means, lows, medians))]
     plot_learning_curve(metrics, tmp_path / 'curve.png', 'test')
     assert (tmp_path / 'curve.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+
+
+def test_learning_curve_shows_success_rates_where_the_task_defines_success(tmp_path):
+    import matplotlib.image
+    metrics = [{'iteration': i + 1, 'expert_return': -3.0, 'policy_return': -9.0 + i,
+                'policy_return_std': 1.0, 'policy_return_median': -9.0 + i,
+                'expert_success_rate': 0.9, 'policy_success_rate': 0.1 * i,
+                'expert_seconds': 1.0} for i in range(3)]
+    plot_learning_curve(metrics, tmp_path / 'success.png', 'test')
+    plot_learning_curve([{k: v for k, v in m.items() if 'success' not in k} for m in metrics],
+                        tmp_path / 'returns.png', 'test')
+    with_panel = matplotlib.image.imread(tmp_path / 'success.png').shape
+    returns_only = matplotlib.image.imread(tmp_path / 'returns.png').shape
+    assert with_panel[1] > 1.4 * returns_only[1]   # a second panel beside the returns
+    line = iteration_line(metrics[2], 3, ['expert'])
+    assert 'expert -3.00 success 0.90 | policy -7.00' in line and 'success 0.20' in line
 
 
 def test_bundle_parity_and_metadata(tmp_path, cartpole):
@@ -537,6 +554,28 @@ def test_resume_with_a_changed_config_is_refused_unless_allowed(tmp_path):
     trainer.run()
     assert read_checkpoint(run).config['train']['steps'] == 30   # the config it now runs
 
+
+
+@pytest.mark.slow
+def test_resume_on_another_thread_count_continues_the_same_run(tmp_path):
+    # a run started on 2 rollout threads and resumed on 1 (a busier machine) is accepted
+    # without --allow-config-change, and its numbers are those of a run that never changed
+    changed, steady = tmp_path / 'changed', tmp_path / 'steady'
+    changed.mkdir(), steady.mkdir()
+    _, run = _finished_run(changed, rollout={'threads': 2})
+    one_thread = _config_in(changed / 'one', apex={'iterations': 2}, train={'steps': 20},
+                            rollout={'threads': 1})
+    lines = []
+    ApexTrainer(one_thread, run, resume=True, progress=False, log=lines.append).run()
+    assert not any('changed config' in line for line in lines)
+    reference = _config_in(steady / 'cfg', apex={'iterations': 2}, train={'steps': 20},
+                           rollout={'threads': 1})
+    ApexTrainer(reference, steady / 'run', progress=False, log=lambda *a: None).run()
+
+    def numbers(run_dir):
+        return [{k: m[k] for k in ('expert_returns', 'policy_returns', 'dagger_policy_return')}
+                for m in map(json.loads, (run_dir / 'metrics.jsonl').read_text().splitlines())]
+    assert numbers(run) == numbers(steady / 'run')
 
 @pytest.mark.slow
 def test_resume_accepts_a_setting_added_since_at_its_default(tmp_path):

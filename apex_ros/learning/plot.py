@@ -1,4 +1,5 @@
-"""Learning-curve plot (like APEX Fig. 5): expert and policy return per iteration."""
+"""Learning-curve plot (like APEX Fig. 5): expert and policy return per iteration, and their
+success rates beside it for tasks that define success (Fetch, Door)."""
 import io
 
 from ..files import atomic_write_bytes
@@ -24,7 +25,12 @@ def plot_learning_curve(metrics: list, path, title: str):
     from matplotlib.ticker import MaxNLocator
 
     its = [m['iteration'] for m in metrics]
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    with_success = any('policy_success_rate' in m for m in metrics)
+    if with_success:
+        fig, (ax, ax_success) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110,
+                                             gridspec_kw={'width_ratios': [3, 2]})
+    else:
+        fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     expert = [m['expert_return'] for m in metrics]
     policy = [m['policy_return'] for m in metrics]
     policy_std = [m.get('policy_return_std', 0.0) for m in metrics]
@@ -49,11 +55,30 @@ def plot_learning_curve(metrics: list, path, title: str):
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel('APEX iteration')
     ax.set_ylabel('episode return')
-    ax.set_title(title)
+    ax.set_title('return' if with_success else title)
     ax.grid(alpha=0.3)
-    ax.legend(loc='lower right')
+    ax.legend(loc='best', fontsize='small')
+    if with_success:
+        _success_panel(ax_success, metrics, MaxNLocator)
+        fig.suptitle(title)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format='png')
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def _success_panel(ax, metrics, locator):
+    for key, style, color, label in (
+            ('expert_success_rate', '--o', 'tab:blue', 'expert'),
+            ('policy_success_rate', '-o', 'tab:orange', 'policy')):
+        points = [(m['iteration'], m[key]) for m in metrics if key in m]
+        if points:
+            ax.plot(*zip(*points), style, color=color, label=label, ms=4)
+    ax.set_ylim(-0.03, 1.03)
+    ax.xaxis.set_major_locator(locator(integer=True))
+    ax.set_xlabel('APEX iteration')
+    ax.set_ylabel('success rate')
+    ax.set_title('success')
+    ax.grid(alpha=0.3)
+    ax.legend(loc='best', fontsize='small')

@@ -45,8 +45,9 @@ from .sources import RolloutSource, make_source
 
 PHASES = ('expert', 'train_expert', 'dagger', 'train_dagger')
 BUNDLES = 'bundles'
-# settings a resume may change without being told: how far the run goes, not what it does
-RESUMABLE_CHANGES = (('apex', 'iterations'),)
+# settings a resume may change without being told: how far the run goes and how many threads
+# run its rollouts (the same numbers on any count), not what it does
+RESUMABLE_CHANGES = (('apex', 'iterations'), ('rollout', 'threads'))
 # ... and sections that say where episodes run, not what they are (same seeds, same data)
 RESUMABLE_SECTIONS = ('workers',)
 
@@ -291,6 +292,8 @@ class ApexTrainer:
         returns = [ep.ret for ep in episodes]
         self.record['expert_return'] = float(np.mean(returns)) if returns else float('nan')
         self.record['expert_returns'] = returns
+        if episodes and episodes[0].success is not None:
+            self.record['expert_success_rate'] = float(np.mean([ep.success for ep in episodes]))
 
     def phase_train(self, key):
         obs, act = self.dataset.arrays()

@@ -22,9 +22,11 @@ def write_metrics(out: Path, metrics: list, task_name: str):
 def iteration_line(rec: dict, iterations: int, phases) -> str:
     """'iteration 3/10: expert 812.4 | policy 640.2 ± 12.1 (median 644.0) | expert 9.1s ...'"""
     secs = ' '.join(f'{p} {rec.get(p + "_seconds", 0):.1f}s' for p in phases)
+    expert_succ = (f' success {rec["expert_success_rate"]:.2f}'
+                   if 'expert_success_rate' in rec else '')
     succ = f' success {rec["policy_success_rate"]:.2f}' if 'policy_success_rate' in rec else ''
     return (f'iteration {rec["iteration"]}/{iterations}: expert '
-            f'{rec["expert_return"]:.2f} | policy {rec["policy_return"]:.2f} ± '
+            f'{rec["expert_return"]:.2f}{expert_succ} | policy {rec["policy_return"]:.2f} ± '
             f'{rec["policy_return_std"]:.2f} (median {rec["policy_return_median"]:.2f})'
             f'{succ} | {secs}')
 
@@ -49,5 +51,7 @@ def write_summary(out: Path, metrics: list, task_name: str, ablation: str, secon
     }
     if 'policy_success_rate' in last:
         summary['final_policy_success_rate'] = last['policy_success_rate']
+        summary['best_policy_success_rate'] = max(m.get('policy_success_rate', 0.0)
+                                                  for m in metrics)
     atomic_write_text(out / SUMMARY, json.dumps(summary, indent=2) + '\n')
     return summary
