@@ -1,9 +1,9 @@
 """CPU seconds per planning step (process time, so a loaded machine does not inflate it) of
-the unguided iCEM expert on Door (budget 45) and Humanoid Standup (budgets 100 and 45), and
-of one training of the paper's student per task; then an APEX iteration projected to 8, 32
-and 128 cores with the model of benchmarks/apex_scaling_projection.py (its phase_seconds:
-rollouts spread over workers, threads per worker with Amdahl's fraction p) next to the
-paper's Table 4. Writes one JSON file.
+the unguided iCEM expert on Door (budget 45), Humanoid Standup and Fetch Pick&Place (budgets
+100 and 45), and of one training of the paper's student per task; then an APEX iteration
+projected to 8, 32 and 128 cores with the model of benchmarks/apex_scaling_projection.py
+(its phase_seconds: rollouts spread over workers, threads per worker with Amdahl's fraction
+p) next to the paper's Table 4. Writes one JSON file.
 
     python experiments/paper_tasks/cpu_cost.py experiments/paper_tasks/cpu_cost.json
 """
@@ -31,6 +31,9 @@ SETTINGS = (
     ('humanoid_standup_b100', 'humanoid_standup', [], 1, None),
     ('humanoid_standup_b45', 'humanoid_standup',
      ['planner.budget=45', 'planner.iterations=2'], 1, 5.3),
+    ('fetch_pick_and_place_b100', 'fetch_pick_and_place', [], 25, 29.5),
+    ('fetch_pick_and_place_b45', 'fetch_pick_and_place',
+     ['planner.budget=45', 'planner.iterations=2'], 25, 20.0),
 )
 
 
