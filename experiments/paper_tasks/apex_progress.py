@@ -1,0 +1,106 @@
+"""Where the APEX runs on the paper's tasks stand, against Tables 1 and 4: per run directory
+the learning curve in figures (expert and policy per iteration), the wall time per iteration
+and per rollout, and the policy against the paper's. With --snapshot, each run's
+metrics.jsonl and learning_curve.png are copied to experiments/paper_tasks/apex/<run>/ and the
+figures written to experiments/paper_tasks/apex/progress.json (runs/ is not committed).
+
+    python experiments/paper_tasks/apex_progress.py runs/door_b45 runs/humanoid_b45 --snapshot
+"""
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from apex_ros.files import atomic_write_bytes, atomic_write_text
+from apex_ros.learning.apex.checkpoint import read_checkpoint
+
+HERE = Path(__file__).resolve().parent
+# APEX Table 1 (policy; success rate where the task has one, else return) and Table 4 (wall
+# minutes per iteration on 32 cores), by (task, budget)
+TABLE_1 = {('fetch_pick_and_place', 100): 0.770, ('fetch_pick_and_place', 45): 0.031,
+           ('adroit_door', 45): 0.99, ('humanoid_standup', 100): 80.5e3,
+           ('humanoid_standup', 45): 73.5e3, ('halfcheetah_run', 100): 5596.0}
+TABLE_4 = {('fetch_pick_and_place', 100): 29.5, ('fetch_pick_and_place', 45): 20.0,
+           ('adroit_door', 45): 25.1, ('humanoid_standup', 45): 5.3,
+           ('halfcheetah_run', 100): 6.5}
+PHASES = ('expert', 'train_expert', 'dagger', 'train_dagger')
+
+
+def progress(run_dir: Path) -> dict:
+    ckpt = read_checkpoint(run_dir)
+    cfg = ckpt.config
+    budget = cfg['planner']['budget']
+    rows = []
+    for m in ckpt.metrics:
+        rows.append({
+            'iteration': m['iteration'],
+            'expert_return': m['expert_return'],
+            'expert_success_rate': m.get('expert_success_rate'),
+            'policy_return': m['policy_return'], 'policy_return_std': m['policy_return_std'],
+            'policy_success_rate': m.get('policy_success_rate'),
+            'minutes': sum(m.get(f'{p}_seconds', 0.0) for p in PHASES) / 60,
+            'expert_seconds_per_rollout': m['expert_seconds'] / len(m['expert_returns']),
+        })
+    key = (ckpt.task, budget)
+    success = bool(rows) and rows[-1]['policy_success_rate'] is not None
+    return {
+        'run': run_dir.name, 'task': ckpt.task, 'budget': budget,
+        'rollouts_per_iteration': [cfg['apex']['expert_rollouts'], cfg['apex']['dagger_rollouts']],
+        'rollout_threads': cfg['rollout']['threads'],
+        'iterations_done': len(rows), 'iterations_planned': cfg['apex']['iterations'],
+        'in_progress': {'iteration': ckpt.iteration + 1, 'phase_done': ckpt.phase},
+        'paper_policy': TABLE_1.get(key), 'paper_measure': 'success' if success else 'return',
+        'paper_minutes_per_iteration_32_cores': TABLE_4.get(key),
+        # wall times include whatever else the machine ran (and any pause): the median
+        'median_minutes_per_iteration': statistics.median(r['minutes'] for r in rows)
+        if rows else None,
+        'median_expert_seconds_per_rollout': statistics.median(
+            r['expert_seconds_per_rollout'] for r in rows) if rows else None,
+        'iterations': rows,
+    }
+
+
+def show(p: dict):
+    print(f'{p["run"]}: APEX on {p["task"]} at budget {p["budget"]}, '
+          f'{p["iterations_done"]}/{p["iterations_planned"]} iterations '
+          f'(n = {p["rollouts_per_iteration"][0]} + {p["rollouts_per_iteration"][1]}, '
+          f'{p["rollout_threads"]} rollout thread(s)); paper policy {p["paper_policy"]} '
+          f'({p["paper_measure"]})')
+    for r in p['iterations']:
+        def succ(key):
+            return f' ({r[key]:.2f})' if r[key] is not None else ''
+        print(f'  {r["iteration"]:3d}: expert {r["expert_return"]:10.1f}'
+              f'{succ("expert_success_rate")}  policy {r["policy_return"]:10.1f} ± '
+              f'{r["policy_return_std"]:8.1f}{succ("policy_success_rate")}  '
+              f'{r["minutes"]:6.1f} min')
+    if p['iterations']:
+        print(f'  median {p["median_minutes_per_iteration"]:.1f} min per iteration '
+              f'(paper, 32 cores: {p["paper_minutes_per_iteration_32_cores"]}), '
+              f'{p["median_expert_seconds_per_rollout"]:.0f} s per expert rollout')
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('runs', nargs='+', type=Path, help='APEX run directories')
+    ap.add_argument('--snapshot', action='store_true',
+                    help='copy each run\'s metrics and curve to experiments/paper_tasks/apex/')
+    args = ap.parse_args()
+    out = HERE / 'apex'
+    results = {}
+    for run in args.runs:
+        p = progress(run)
+        show(p)
+        results[p['run']] = p
+        if args.snapshot:
+            for name in ('metrics.jsonl', 'learning_curve.png'):
+                if (run / name).exists():
+                    atomic_write_bytes(out / p['run'] / name, (run / name).read_bytes())
+    if args.snapshot:
+        path = out / 'progress.json'
+        known = json.loads(path.read_text()) if path.exists() else {}
+        atomic_write_text(path, json.dumps({**known, **results}, indent=1) + '\n')
+        print(f'-> {path}')
+
+
+if __name__ == '__main__':
+    main()
