@@ -247,6 +247,21 @@ def test_humanoid_reward_is_height_over_timestep(humanoid):
     assert reward == pytest.approx(expected, rel=1e-12)
 
 
+def test_humanoid_planner_can_weigh_controls_as_the_apex_authors_planner(humanoid):
+    # their cost -z + 0.1|a|^2 is the reward's balance with the controls weighed 1/timestep more
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(3, 5, humanoid.layout.size))
+    actions = rng.uniform(-0.4, 0.4, (3, 4, humanoid.nu))
+    assert np.array_equal(humanoid.planning_reward(states, actions),
+                          humanoid.reward(states, actions))
+    authors = make_task('humanoid_standup', params={'planning_ctrl_cost_weight': 0.1 / 0.003})
+    z = states[:, 1:, 3]
+    their_cost = -z + 0.1 * np.sum(actions ** 2, axis=-1)
+    assert np.allclose(authors.planning_reward(states, actions), -their_cost / 0.003 + 1.0,
+                       rtol=1e-12, atol=1e-9)
+    assert np.array_equal(authors.reward(states, actions), humanoid.reward(states, actions))
+
+
 def test_cartpole_reward_is_one_when_upright_centred_and_still(cartpole):
     states = np.zeros((1, 2, cartpole.layout.size))
     actions = np.zeros((1, 1, 1))

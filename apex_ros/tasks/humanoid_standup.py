@@ -4,6 +4,11 @@ reward = z_torso / timestep + 1 - 0.1 |a|^2. gymnasium also subtracts an impact 
 (5e-7 |cfrc_ext|^2, clipped at 10) computed from contact forces, which are not part of the
 physics state a rollout returns; it is left out here (it is < 1 per step against an uph term
 of ~30-400 per step).
+
+The planner maximizes the reward itself. The APEX authors' planner cost (martius-lab/iCEM
+`environments/mujoco.py`, HumanoidStandup.cost_fn) is -z + 0.1 |a|^2, the height in metres, not
+over the timestep: relative to the reward it weighs the controls 1/timestep = 333x more.
+`planning_ctrl_cost_weight: 33.3` plans with that balance (experiments/paper_tasks/NOTES.md).
 """
 import dataclasses
 
@@ -25,6 +30,7 @@ class HumanoidStandup(Task):
         uph_weight: float = 1.0
         ctrl_cost_weight: float = 0.1
         alive_bonus: float = 1.0
+        planning_ctrl_cost_weight: float | None = None   # None: ctrl_cost_weight
 
     def obs_terms(self):
         # qpos without the root's x, y, then qvel (the state part of gymnasium's observation).
@@ -37,3 +43,10 @@ class HumanoidStandup(Task):
         uph = p.uph_weight * z / self.model.opt.timestep
         ctrl = p.ctrl_cost_weight * np.sum(actions ** 2, axis=-1)
         return uph - ctrl + p.alive_bonus
+
+    def planning_reward(self, states, actions):
+        p = self.params
+        if p.planning_ctrl_cost_weight is None:
+            return self.reward(states, actions)
+        extra = p.planning_ctrl_cost_weight - p.ctrl_cost_weight
+        return self.reward(states, actions) - extra * np.sum(actions ** 2, axis=-1)
