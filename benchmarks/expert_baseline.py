@@ -80,7 +80,8 @@ def main(argv=None):
     planner = cfg.make_planner(task)
     ident = identity(task, planner, cfg, args.seed_base)
     try:
-        episodes = earlier_episodes(args.json, ident) if args.resume else []
+        defaults = {'task_params': dataclasses.asdict(type(task.params)())}
+        episodes = earlier_episodes(args.json, ident, defaults) if args.resume else []
     except ApexError as e:
         p.error(str(e))
     try:

@@ -111,7 +111,9 @@ def main():
                 'planner_settings': dataclasses.asdict(run_cfg.planner), 'guide': args.guide,
                 'first_seed': args.first_seed}
     try:   # a resumed run keeps the variants it measured, also those not run now (--only)
-        results = (earlier_episodes(args.json, identity) if args.resume else None) or {}
+        defaults = {'planner_settings': dataclasses.asdict(type(run_cfg.planner)())}
+        results = (earlier_episodes(args.json, identity, defaults) if args.resume
+                   else None) or {}
     except ApexError as e:
         p.error(str(e))
     results.update({name: [] for name in runs if name not in results})

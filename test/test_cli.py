@@ -220,3 +220,14 @@ def test_expert_baseline_resumes_and_refuses_other_settings(tmp_path, capsys):
     with pytest.raises(SystemExit):
         module.main([str(split), *base[:-1], '70', '--episodes', '3', '--resume'])
     assert 'measured with other settings (budget: 60 -> 70' in capsys.readouterr().err
+    # a JSON written before a task setting existed resumes while that setting is at its default
+    older = json.loads(split.read_text())
+    del older['identity']['task_params']['success_cos']
+    split.write_text(json.dumps(older))
+    module.main([str(split), *base, '--episodes', '3', '--resume'])
+    assert [e['seed'] for e in json.loads(split.read_text())['episodes']] == [1000, 1001, 1002]
+    split.write_text(json.dumps(older))
+    with pytest.raises(SystemExit):
+        module.main([str(split), *base, '--set', 'task.params.success_cos=0.9',
+                     '--episodes', '3', '--resume'])
+    assert 'task_params.success_cos: 0.95 -> 0.9' in capsys.readouterr().err

@@ -58,10 +58,22 @@ def write_json(path, data: dict):
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + '\n')
 
 
-def earlier_episodes(path, identity: dict) -> list:
+def _with_defaults(stored, defaults):
+    """`stored` with the settings it lacks taken from `defaults` (nested mappings)."""
+    if not isinstance(stored, dict) or not isinstance(defaults, dict):
+        return stored
+    merged = dict(stored)
+    for key, value in defaults.items():
+        merged[key] = _with_defaults(stored[key], value) if key in stored else value
+    return merged
+
+
+def earlier_episodes(path, identity: dict, defaults: dict | None = None) -> list:
     """The episodes an interrupted run of an episode benchmark wrote to `path` (its JSON's
     'identity' and 'episodes'), to continue with `--resume`; [] if there is no such file.
-    Refused, naming the settings that differ, if it measured something else."""
+    Refused, naming the settings that differ, if it measured something else. `defaults`:
+    the identity's settings at their defaults; one added since the JSON was written, and at
+    its default now, is no difference."""
     path = Path(path)
     if not path.exists():
         return []
@@ -71,7 +83,7 @@ def earlier_episodes(path, identity: dict) -> list:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ApexError(f'{path}: cannot resume from it ({type(e).__name__}: {e}); '
                         'move it away to start afresh') from None
-    differ = config_differences(earlier, identity)
+    differ = config_differences(_with_defaults(earlier, defaults or {}), identity)
     if differ:
         raise ApexError(f'{path}: measured with other settings ({"; ".join(differ)}); write '
                         'to another file or move it away')
