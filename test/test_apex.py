@@ -555,7 +555,6 @@ def test_resume_with_a_changed_config_is_refused_unless_allowed(tmp_path):
     assert read_checkpoint(run).config['train']['steps'] == 30   # the config it now runs
 
 
-
 @pytest.mark.slow
 def test_resume_on_another_thread_count_continues_the_same_run(tmp_path):
     # a run started on 2 rollout threads and resumed on 1 (a busier machine) is accepted
