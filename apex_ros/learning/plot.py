@@ -59,7 +59,7 @@ def plot_learning_curve(metrics: list, path, title: str):
     ax.grid(alpha=0.3)
     ax.legend(loc='best', fontsize='small')
     if with_success:
-        _success_panel(ax_success, metrics, MaxNLocator)
+        _success_panel(ax_success, metrics)
         fig.suptitle(title)
     fig.tight_layout()
     buf = io.BytesIO()
@@ -68,7 +68,8 @@ def plot_learning_curve(metrics: list, path, title: str):
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _success_panel(ax, metrics, locator):
+def _success_panel(ax, metrics):
+    from matplotlib.ticker import MaxNLocator
     for key, style, color, label in (
             ('expert_success_rate', '--o', 'tab:blue', 'expert'),
             ('policy_success_rate', '-o', 'tab:orange', 'policy')):
@@ -76,7 +77,7 @@ def _success_panel(ax, metrics, locator):
         if points:
             ax.plot(*zip(*points), style, color=color, label=label, ms=4)
     ax.set_ylim(-0.03, 1.03)
-    ax.xaxis.set_major_locator(locator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel('APEX iteration')
     ax.set_ylabel('success rate')
     ax.set_title('success')

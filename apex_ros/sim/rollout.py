@@ -5,9 +5,8 @@ OpenLoopRollouts: action sequences from one start state, through a persistent
 held for frame_skip physics substeps; the task maps it to controls and mocap targets
 (`Task.actuate`: one call over the horizon) and its extra state rides along, or, for a command
 relative to the state a step starts from (`Task.actuate_feedback`), one call per control
-step. A sample that diverges (MuJoCo warning ->
-time stops advancing, or a non-finite state) is flagged, so the planner can give it infinite
-cost.
+step. A sample that diverges (MuJoCo warning -> time stops advancing, or a non-finite state)
+is flagged, so the planner can give it infinite cost.
 
 closed_loop_rollout: a policy picks every action, batched over start states.
 """
