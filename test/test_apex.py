@@ -555,6 +555,24 @@ def test_resume_with_a_changed_config_is_refused_unless_allowed(tmp_path):
     assert read_checkpoint(run).config['train']['steps'] == 30   # the config it now runs
 
 
+def test_resume_refuses_a_run_whose_task_observes_differently_now(tmp_path):
+    # a task whose observation changed (Door gained its palm and handle) cannot continue a
+    # run whose student and dataset hold the old observations: said, not a torch traceback
+    path, run = _finished_run(tmp_path)
+    ckpt = run / 'checkpoint.pt'
+    state = torch.load(ckpt, weights_only=True)
+    model = state['model']
+    for key in ('obs_mean', 'obs_std'):
+        model[key] = torch.cat([model[key], model[key][:1]])
+    model['mlp.0.weight'] = torch.cat([model['mlp.0.weight'], model['mlp.0.weight'][:, :1]], 1)
+    torch.save(state, ckpt)
+    obs_dim = model['obs_mean'].shape[0] - 1
+    with pytest.raises(ApexError, match=rf'checkpoint.pt: its student observes {obs_dim + 1} '
+                                        rf'terms .* now observes {obs_dim} .* new directory'):
+        ApexTrainer(load_run_config(None, path), run, resume=True, progress=False,
+                    log=lambda *a: None)
+
+
 @pytest.mark.slow
 def test_resume_on_another_thread_count_continues_the_same_run(tmp_path):
     # a run started on 2 rollout threads and resumed on 1 (a busier machine) is accepted

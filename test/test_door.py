@@ -183,15 +183,33 @@ def test_state_round_trip_with_the_door_position(door):
 
 
 def test_observation_holds_hand_door_and_handle(door):
-    terms = door.obs_terms()
-    for term in ('qpos:ARTz', 'qpos:THJ0', 'qvel:WRJ1', 'qpos:door_hinge', 'qpos:latch',
-                 'extra:door_pos[0]', 'extra:door_pos[2]'):
+    """DAPG's observation: joint positions (the door's hinge and latch among them), the palm,
+    the handle and the palm's offset from it, no velocities; the handle follows the door's
+    position (extra state) and the hinge as forward kinematics of the prepared model give it."""
+    terms = list(door.obs_terms())
+    assert door.obs_dim == 39 and not any(t.startswith('qvel') for t in terms)
+    for term in ('qpos:ARTz', 'qpos:THJ0', 'qpos:door_hinge', 'qpos:latch'):
         assert term in terms
-    state = door_state(door, hinge=0.7, door_pos=(-0.21, 0.26, 0.34))
-    obs = door.observe(state[None])[0]
-    assert door.obs_dim == 63
-    np.testing.assert_allclose(obs[-3:], np.float32([-0.21, 0.26, 0.34]))
-    assert obs[list(terms).index('qpos:door_hinge')] == pytest.approx(0.7)
+    palm = [terms.index(f'site:S_grasp[{i}]') for i in range(3)]
+    handle = [terms.index(f'site:S_handle[{i}]') for i in range(3)]
+    offset = [terms.index(f'offset:S_handle>S_grasp[{i}]') for i in range(3)]
+    states = np.stack([door_state(door, hinge=h, door_pos=p) for h, p in
+                       ((0.0, (-0.25, 0.3, 0.3)), (0.7, (-0.21, 0.26, 0.34)))])
+    states[1, door.layout.qpos.start] = 0.1      # the arm's slide moves the palm
+    obs = door.observe(states)
+    for state, row in zip(states, obs):
+        model = copy.copy(door.model)
+        door.prepare(model, state)
+        data = mujoco.MjData(model)
+        set_state(model, data, state)
+        mujoco.mj_forward(model, data)
+        np.testing.assert_allclose(row[palm], data.site('S_grasp').xpos, atol=1e-6)
+        np.testing.assert_allclose(row[handle], data.site('S_handle').xpos, atol=1e-6)
+        np.testing.assert_allclose(row[offset], row[palm] - row[handle], atol=1e-6)
+        assert row[terms.index('qpos:door_hinge')] == pytest.approx(state[door.hinge_column])
+    # the door moved 4 cm in x and swung open: the handle moved, the observation saw it
+    assert np.linalg.norm(obs[1, handle] - obs[0, handle]) > 0.05
+    assert np.linalg.norm(obs[1, palm] - obs[0, palm]) > 0.05
 
 
 def test_wrong_length_state_names_task_and_layout(door):

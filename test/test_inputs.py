@@ -113,7 +113,9 @@ def test_export_writes_the_inputs_and_refuses_an_uncovered_term(reach, bundle):
     (lambda m: m['inputs'][1].update(name='goal'), r"inputs\[1\]\.name: 'goal' is declared "
                                                    'twice'),
     (lambda m: m['inputs'][0]['fills'].__setitem__(0, 'cos:x'),
-     r"inputs\[0\]\.fills: 'cos:x' is not a state coordinate"),
+     r"inputs\[0\]\.fills: 'cos:x' is neither a state coordinate nor a site position"),
+    (lambda m: m['inputs'][0]['fills'].__setitem__(0, 'site:palm[0]'),
+     r'inputs\[0\]\.fills: an input carries state coordinates or site positions, not both'),
     (lambda m: m.update(inputs={}), 'metadata field inputs: expected a list'),
 ])
 def test_bundle_refuses_bad_input_declarations_naming_the_field(bundle, edit, why):
@@ -373,6 +375,44 @@ def test_sim_node_publishes_inputs_takes_a_goal_and_serves_joint_states_faster(
     state = protocol.unpack_full_state(full.msgs[-1].data, reach.layout.size,
                                        reach.model.nv).state
     assert list(state[reach.layout.extra['goal']]) == [0.2, -0.1, 0.0]
+
+
+@pytest.mark.slow
+def test_door_observation_from_the_sim_node_topics_is_the_full_state_s(ros_probe, tmp_path):
+    """Door's observation reads the palm's and the handle's positions (site terms): the sim
+    node publishes them by forward kinematics; from its /joint_states and those two inputs the
+    executor's InputObservation gives exactly the task's observation of the full state of the
+    same instant, the palm-to-handle offset included."""
+    node, executor, procs = ros_probe
+    door = make_task('adroit_door')
+    b = PolicyBundle(bundle_bytes(MLPPolicy(door.obs_dim, door.nu, (8,)), door, 1))
+    assert [spec.name for spec in b.inputs] == ['palm', 'handle']
+    joints = Collector(node, JointState, protocol.JOINT_STATES)
+    points = {spec.name: Collector(node, PointStamped, spec.topic) for spec in b.inputs}
+    full = Collector(node, Float64MultiArray, protocol.FULL_STATE)
+    log = tmp_path / 'sim.log'
+    procs.start(sim_node_cmd(), 'sim', log_path=log,
+                params={'task': 'adroit_door', 'mode': 'realtime', 'set': LONG})
+    assert full.wait(5, timeout=30.0, spin=executor), log.read_text()
+
+    def stamp(msg):
+        return round(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, 6)
+    observe = InputObservation(b.obs_terms, b.inputs)
+    matched = 0
+    for msg in full.msgs[1:]:
+        state = protocol.unpack_full_state(msg.data, door.layout.size, door.model.nv).state
+        t = round(state[0], 6)
+        js = next((m for m in joints.msgs if stamp(m) == t), None)
+        got = {name: next((m for m in c.msgs if stamp(m) == t), None)
+               for name, c in points.items()}
+        if js is None or None in got.values():
+            continue
+        latest = {spec.name: received(spec, 1.0, got[spec.name]) for spec in b.inputs}
+        obs = observe(js.name, js.position, js.velocity, latest, 1.0)
+        np.testing.assert_allclose(obs, door.observe(state), atol=1e-6)
+        assert got['handle'].header.frame_id == 'world'
+        matched += 1
+    assert matched >= 3, log.read_text()
 
 
 def test_sim_node_refuses_a_state_rate_that_does_not_split_a_control_step(ros_probe, tmp_path):

@@ -173,6 +173,15 @@ def test_parse_term():
     for bad in ('qpos', 'qpos:', 'qpos:a[x]', 'qpos:a[1', 'qpos:a b', 'qpos:a[-1]'):
         with pytest.raises(ApexError, match=re.escape(f'observation term {bad!r}: expected qpos')):
             parse_term(bad)
+    assert parse_term('site:robot0:grip[2]') == ObsTerm('site', 'robot0:grip', 2)
+    assert parse_term('offset:S_handle>S_grasp[0]') == ObsTerm('offset', 'S_handle>S_grasp', 0)
+    for bad in ('site:palm', 'site:palm[3]', 'offset:a>b'):
+        with pytest.raises(ApexError, match=r'is one coordinate of a position: \w+:NAME\[i\] '
+                                            r'with i in 0\.\.2'):
+            parse_term(bad)
+    for bad in ('qpos:a>b', 'offset:ab[0]', 'offset:a>b>c[0]', 'offset:>b[0]'):
+        with pytest.raises(ApexError, match="'>' belongs in offset terms only, once"):
+            parse_term(bad)
 
 
 def test_the_three_users_agree_on_the_terms(cartpole, humanoid):

@@ -138,10 +138,12 @@ class JointStateEpisodes:
         if unknown:
             raise BagError(f'input topic given for {unknown}: task {task.name} declares inputs '
                            f'{[spec.name for spec in task.inputs()]}')
-        # topic -> (spec, state columns it fills)
+        # topic -> (spec, state columns it fills); inputs carrying site positions are
+        # functions of the state, not parts of it
         self.extra = {topics.get(spec.name, spec.topic):
                       (spec, Observation(task.model, spec.fills, task.layout).columns)
-                      for spec in check_inputs(list(task.inputs()), f'task {task.name}: inputs')}
+                      for spec in check_inputs(list(task.inputs()), f'task {task.name}: inputs')
+                      if spec.fills_state}
         self.notes = []
         self._names, self._index = None, None
         self._check_model_joints()

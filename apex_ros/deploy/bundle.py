@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import ApexError
 from . import command
 from .inputs import InputSpec, check_inputs
-from .observation import parse_term
+from .observation import JOINT_KINDS, parse_term
 from .onnx_session import make_session, read_metadata
 
 FORMAT = 'apex_ros.policy_bundle'
@@ -165,7 +165,8 @@ class PolicyBundle:
     def required_joints(self) -> list:
         """Every joint the policy reads (observation) or commands (action), in first-use order."""
         filled = {t for spec in self.inputs for t in spec.fills}
-        names = [parse_term(t).joint for t in self.obs_terms if t not in filled]
+        names = [parse_term(t).joint for t in self.obs_terms
+                 if t not in filled and parse_term(t).kind in JOINT_KINDS]
         names += self.joints if self.command.joint_space else []  # cartesian: axis labels
         return list(dict.fromkeys(names))
 

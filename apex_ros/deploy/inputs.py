@@ -12,8 +12,11 @@ relabeling share it. An input is one stamped geometry_msgs message on one topic:
 and `fills` names, value by value, the state coordinates it carries, as observation terms
 (apex_ros.deploy.observation.parse_term) of kind qpos, qvel or extra: a goal's PointStamped
 fills ('extra:goal[0]', 'extra:goal[1]', 'extra:goal[2]'); an object's PoseStamped fills
-('qpos:object0:joint[0]', ..., 'qpos:object0:joint[6]'). An observation term equal to one of
-them is taken from the latest message of that input. `frame` is the frame_id every message
+('qpos:object0:joint[0]', ..., 'qpos:object0:joint[6]'). Or it carries a site's position
+('site:S_handle[0]', ...): a function of the state, not a coordinate of it (a simulation
+computes it, a robot measures it), so it feeds observations but never a rebuilt state
+(`InputSpec.fills_state`). An observation term equal to one of them is taken from the
+latest message of that input. `frame` is the frame_id every message
 must carry; `max_age` (s) how old (receive time, local monotonic clock) the latest message may
 be; 0: no limit (a goal is sent once and holds until replaced).
 """
@@ -23,7 +26,7 @@ import math
 import numpy as np
 
 from ..errors import ApexError
-from .observation import JointObservation, parse_term
+from .observation import JOINT_KINDS, JointObservation, offset_sites, parse_term
 
 # message type -> the attribute paths of its values, in `fills` order
 FIELDS = {
@@ -35,7 +38,7 @@ FIELDS = {
     'geometry_msgs/TwistStamped': tuple(
         ('twist', part, axis) for part in ('linear', 'angular') for axis in 'xyz'),
 }
-FILL_KINDS = ('qpos', 'qvel', 'extra')
+FILL_KINDS = ('qpos', 'qvel', 'extra', 'site')
 STATUSES = ('ok', 'missing', 'stale', 'non_finite', 'wrong_frame')
 
 
@@ -47,6 +50,11 @@ class InputSpec:
     frame: str          # required header.frame_id
     fills: tuple        # state coordinates as terms, one per message value
     max_age: float = 0.0  # s; 0: no limit
+
+    @property
+    def fills_state(self) -> bool:
+        """Whether the values are state coordinates (else site positions, derived from it)."""
+        return parse_term(self.fills[0]).kind != 'site'
 
     def to_meta(self) -> dict:
         return {'name': self.name, 'type': self.type, 'topic': self.topic, 'frame': self.frame,
@@ -92,8 +100,11 @@ class InputSpec:
             except ApexError as e:
                 raise ApexError(f'{where}.fills: {e}') from None
             if kind not in FILL_KINDS:
-                raise ApexError(f'{where}.fills: {term!r} is not a state coordinate '
-                                f'({"|".join(FILL_KINDS)}:NAME[i])')
+                raise ApexError(f'{where}.fills: {term!r} is neither a state coordinate '
+                                f'nor a site position ({"|".join(FILL_KINDS)}:NAME[i])')
+        if len({parse_term(t).kind == 'site' for t in self.fills}) > 1:
+            raise ApexError(f'{where}.fills: an input carries state coordinates or site '
+                            f'positions, not both: {list(self.fills)}')
         if len(set(self.fills)) != width:
             raise ApexError(f'{where}.fills: a term is repeated in {list(self.fills)}')
         age = self.max_age
@@ -143,13 +154,20 @@ def fill_message(spec: InputSpec, msg, values):
 def joint_state_term(term: str) -> bool:
     """Whether sensor_msgs/JointState can provide `term` (a 1-dof joint's qpos/qvel/cos/sin)."""
     parsed = parse_term(term)
-    return parsed.kind != 'extra' and parsed.index is None
+    return parsed.kind in JOINT_KINDS and parsed.index is None
+
+
+def _offset_of_filled(term: str, filled) -> bool:
+    parsed = parse_term(term)
+    return parsed.kind == 'offset' and all(t in filled for t in offset_sites(parsed))
 
 
 def uncovered_terms(obs_terms, specs) -> list:
-    """Observation terms neither /joint_states nor a declared input provides."""
+    """Observation terms neither /joint_states nor a declared input provides (an offset
+    term is provided when inputs carry both its sites)."""
     filled = {t for s in specs for t in s.fills}
-    return [t for t in obs_terms if t not in filled and not joint_state_term(t)]
+    return [t for t in obs_terms if t not in filled and not joint_state_term(t)
+            and not _offset_of_filled(t, filled)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,8 +208,13 @@ class InputObservation:
             raise ApexError(f'observation terms {uncovered}: neither /joint_states nor a '
                             'declared input provides them')
         source = {t: (k, j) for k, s in enumerate(self.specs) for j, t in enumerate(s.fills)}
-        self.joints = JointObservation([t for t in self.terms if t not in source])
-        self._joint_slots = np.array([i for i, t in enumerate(self.terms) if t not in source],
+        # offset terms: (slot, (input, value) of site A, (input, value) of site B)
+        self._offsets = [(i, *(source[site] for site in offset_sites(parse_term(t))))
+                         for i, t in enumerate(self.terms)
+                         if t not in source and _offset_of_filled(t, source)]
+        computed = source.keys() | {self.terms[i] for i, _, _ in self._offsets}
+        self.joints = JointObservation([t for t in self.terms if t not in computed])
+        self._joint_slots = np.array([i for i, t in enumerate(self.terms) if t not in computed],
                                      dtype=np.int64)
         # per input: (its observation slots, the indices of its values that go there)
         self._slots = []
@@ -243,4 +266,7 @@ class InputObservation:
         obs[self._joint_slots] = self.joints(names, positions, velocities)
         for spec, (slots, values_at) in zip(self.specs, self._slots):
             obs[slots] = latest[spec.name][1][values_at]
+        for slot, (ka, ja), (kb, jb) in self._offsets:
+            obs[slot] = (latest[self.specs[kb].name][1][jb]
+                         - latest[self.specs[ka].name][1][ja])
         return obs

@@ -8,8 +8,15 @@ A term is KIND:NAME or KIND:NAME[i]:
   cos, sin     cos / sin of the joint's position
   extra        the task's extra-state block NAME (a goal, the door's position: state beyond
                the joints; apex_ros.sim.state)
-  [i]          coordinate i of a multi-coordinate joint (free: 7 qpos, 6 qvel; ball: 4, 3)
-               or of an extra block
+  site         the world position of the model's site NAME (a palm, a handle): not a state
+               coordinate but a function of it (forward kinematics in simulation; on a robot
+               its TF or perception sends it as an input, apex_ros.deploy.inputs); always
+               with [i], i in 0..2 (x, y, z)
+  offset       NAME is A>B: the position of site B minus that of site A, in world axes (the
+               palm-to-handle vector); [i] as for site. Deployed, it is computed from the
+               inputs that carry site:A[i] and site:B[i]
+  [i]          coordinate i of a multi-coordinate joint (free: 7 qpos, 6 qvel; ball: 4, 3),
+               of an extra block or of a site's position
 """
 import dataclasses
 import re
@@ -18,15 +25,16 @@ import numpy as np
 
 from ..errors import ApexError
 
-KINDS = ('qpos', 'qvel', 'cos', 'sin', 'extra')
+KINDS = ('qpos', 'qvel', 'cos', 'sin', 'extra', 'site', 'offset')
+JOINT_KINDS = ('qpos', 'qvel', 'cos', 'sin')   # the kinds that read a joint
 # names may hold ':' (gymnasium-robotics' 'robot0:slide0'); the kind ends at the first one
-_TERM = re.compile(r'^([^:]*):([A-Za-z0-9_./:-]+)(?:\[(\d+)\])?$')
+_TERM = re.compile(r'^([^:]*):([A-Za-z0-9_./:>-]+)(?:\[(\d+)\])?$')
 
 
 @dataclasses.dataclass(frozen=True)
 class ObsTerm:
     kind: str                # one of KINDS
-    joint: str               # joint name (for kind 'extra': the extra-state block's name)
+    joint: str               # joint name (extra: the block's; site: the site's; offset: A>B)
     index: int | None = None  # coordinate of a multi-coordinate joint or block; None: the only one
 
 def parse_term(term: str) -> ObsTerm:
@@ -37,8 +45,22 @@ def parse_term(term: str) -> ObsTerm:
         what = (f'unknown kind {m.group(1)!r}; ' if m is not None else '')
         raise ApexError(f'observation term {term!r}: {what}expected '
                         f'{"|".join(KINDS)}:NAME, optionally NAME[i]')
-    index = m.group(3)
-    return ObsTerm(m.group(1), m.group(2), None if index is None else int(index))
+    kind, name = m.group(1), m.group(2)
+    index = None if m.group(3) is None else int(m.group(3))
+    if kind in ('site', 'offset') and (index is None or index > 2):
+        raise ApexError(f'observation term {term!r}: a {kind} term is one coordinate of a '
+                        f'position: {kind}:NAME[i] with i in 0..2')
+    if (kind == 'offset') != (name.count('>') == 1) or name.startswith('>') or \
+            name.endswith('>'):
+        raise ApexError(f'observation term {term!r}: \'>\' belongs in offset terms only, '
+                        'once: offset:SITE_A>SITE_B[i]')
+    return ObsTerm(kind, name, index)
+
+
+def offset_sites(term: ObsTerm) -> tuple:
+    """An offset term's two site terms: offset:A>B[i] -> ('site:A[i]', 'site:B[i]')."""
+    a, b = term.joint.split('>')
+    return f'site:{a}[{term.index}]', f'site:{b}[{term.index}]'
 
 
 class JointObservation:
@@ -50,8 +72,9 @@ class JointObservation:
         self._kinds, self._joints = [], []
         for term in self.terms:
             parsed = parse_term(term)
-            if parsed.kind == 'extra':
-                raise ApexError(f'observation term {term!r} reads the task\'s extra state; '
+            if parsed.kind in ('extra', 'site', 'offset'):
+                what = 'the task\'s extra state' if parsed.kind == 'extra' else 'a site position'
+                raise ApexError(f'observation term {term!r} reads {what}; '
                                 '/joint_states cannot provide it')
             if parsed.index is not None:
                 raise ApexError(f'observation term {term!r} reads one coordinate of a '

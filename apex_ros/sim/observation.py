@@ -1,7 +1,9 @@
 """Named views of the state: a policy's observation as named terms (qpos:J, qvel:J, cos:J,
-sin:J, extra:BLOCK; grammar in apex_ros.deploy.observation.parse_term), and the 1-dof joints
-that sensor_msgs/JointState carries by name."""
+sin:J, extra:BLOCK, site:S[i]; grammar in apex_ros.deploy.observation.parse_term), and the
+1-dof joints that sensor_msgs/JointState carries by name."""
+import copy
 import dataclasses
+import threading
 
 import mujoco
 import numpy as np
@@ -19,15 +21,28 @@ class Observation:
 
     Terms: qpos:J, qvel:J, cos:J, sin:J (cos/sin of a joint position); J[i] picks coordinate i
     of a multi-coordinate joint (free, ball); extra:B[i] coordinate i of the extra-state block
-    B (`layout.extra`). Joint names are what a robot's /joint_states carries, so the same
-    layout can be rebuilt on hardware from joint names (and the bundle's declared inputs).
+    B (`layout.extra`); site:S[i] coordinate i of site S's world position and offset:A>B[i]
+    that of B's minus A's, by forward kinematics of the state's qpos after `prepare(model,
+    state)` (Task.prepare) has written the model parameters the extra state holds (the door's
+    position). Joint names are what a robot's /joint_states carries, so the same layout can be
+    rebuilt on hardware from joint names (and the bundle's declared inputs).
+
+    `columns` holds each term's state column (a placeholder 0 for the site and offset terms,
+    whose slots `sites` lists: they are computed).
     """
 
-    def __init__(self, model, terms, layout: StateLayout | None = None):
+    def __init__(self, model, terms, layout: StateLayout | None = None, prepare=None):
         layout = layout or StateLayout.of(model)
-        cols, funcs = [], []
-        for term in terms:
+        cols, funcs, sites = [], [], []
+        for slot, term in enumerate(terms):
             kind, joint, coord = dataclasses.astuple(parse_term(term))
+            if kind in ('site', 'offset'):
+                names = joint.split('>') if kind == 'offset' else [None, joint]
+                ids = [-1 if n is None else _site_id(model, term, n) for n in names]
+                sites.append((slot, *ids, coord))
+                cols.append(0)
+                funcs.append(kind)
+                continue
             if kind == 'extra':
                 cols.append(_extra_column(layout, term, joint, coord))
                 funcs.append(kind)
@@ -53,6 +68,19 @@ class Observation:
         funcs = np.array(funcs)
         self._cos = np.flatnonzero(funcs == 'cos')
         self._sin = np.flatnonzero(funcs == 'sin')
+        # computed slots: value = position of site `to` - that of site `of` (-1: the origin)
+        self.sites = np.array([slot for slot, *_ in sites], dtype=np.int64)
+        rows = np.array([rest for _, *rest in sites], dtype=np.int64).reshape(-1, 3)
+        self._site_of, self._site_to, self._site_coords = rows.T
+        self._model, self._layout, self._prepare = model, layout, prepare
+        self._scratch = threading.local()   # per thread: a model copy and data for kinematics
+
+    def __getstate__(self):   # picklable: the per-thread scratch is made again on use
+        return {k: v for k, v in self.__dict__.items() if k != '_scratch'}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._scratch = threading.local()
 
     @property
     def size(self) -> int:
@@ -60,12 +88,45 @@ class Observation:
 
     def __call__(self, states: np.ndarray) -> np.ndarray:
         """states (..., nstate) -> observations (..., size), float32."""
+        return self.values(states).astype(np.float32)
+
+    def values(self, states: np.ndarray) -> np.ndarray:
+        """states (..., nstate) -> the terms' values (..., size) in float64."""
         x = states[..., self.columns]
+        if self.sites.size:
+            x[..., self.sites] = self._site_positions(states)
         if self._cos.size:
             x[..., self._cos] = np.cos(x[..., self._cos])
         if self._sin.size:
             x[..., self._sin] = np.sin(x[..., self._sin])
-        return x.astype(np.float32)
+        return x
+
+    def _site_positions(self, states: np.ndarray) -> np.ndarray:
+        """(..., nstate) -> the site terms' values (..., n_sites), one mj_kinematics each."""
+        scratch = self._scratch
+        if not hasattr(scratch, 'data'):
+            # a model of our own: prepare writes into it
+            scratch.model = copy.copy(self._model) if self._prepare else self._model
+            scratch.data = mujoco.MjData(scratch.model)
+        model, data, qpos = scratch.model, scratch.data, self._layout.qpos
+        flat = states.reshape(-1, states.shape[-1])
+        out = np.empty((len(flat), self.sites.size))
+        for b, state in enumerate(flat):
+            if self._prepare is not None:
+                self._prepare(model, state)
+            data.qpos[:] = state[qpos]
+            mujoco.mj_kinematics(model, data)
+            xpos = np.vstack([data.site_xpos, np.zeros(3)])   # row -1: the origin
+            out[b] = (xpos[self._site_to, self._site_coords]
+                      - xpos[self._site_of, self._site_coords])
+        return out.reshape(states.shape[:-1] + (self.sites.size,))
+
+
+def _site_id(model, term, name) -> int:
+    sid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, name)
+    if sid < 0:
+        raise ApexError(f'observation term {term!r}: the model has no site {name!r}')
+    return sid
 
 
 def _extra_column(layout, term, block, coord):

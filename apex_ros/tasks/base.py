@@ -61,7 +61,7 @@ class Task:
             self.episode_steps = episode_steps
         self.model = self.build_model()
         self.layout = StateLayout.of(self.model, self.extra_state)
-        self.observation = Observation(self.model, self.obs_terms(), self.layout)
+        self.observation = Observation(self.model, self.obs_terms(), self.layout, self.prepare)
         m = self.model
         if m.nu == 0:
             raise ApexError(f'task {self.name}: model has no actuators')

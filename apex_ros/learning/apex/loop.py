@@ -264,6 +264,13 @@ class ApexTrainer:
                                   'or allow the change (--allow-config-change)')
             if diffs:
                 self.log(f'resuming with a changed config: {"; ".join(diffs)}')
+        student = ckpt.student()
+        if (student.obs_dim, student.act_dim) != (self.task.obs_dim, self.task.nu):
+            raise ApexError(
+                f'{path}: its student observes {student.obs_dim} terms and acts in '
+                f'{student.act_dim}; task {self.task.name} now observes {self.task.obs_dim} '
+                f'and acts in {self.task.nu} (the task changed since the run began; its '
+                'dataset holds the old observations): start the run in a new directory')
         self.model.load_state_dict(ckpt.model)
         self.optimizer.load_state_dict(ckpt.optimizer)
         self.generator.set_state(ckpt.generator)

@@ -169,9 +169,12 @@ class PlannerNode(Node):
         self.plan_for(full.episode, full.step, full.state, full.warmstart)
 
     def _subscribe_inputs(self):
-        """The task's inputs, latest message of each kept; their values go to the state
-        columns their observation terms name."""
-        specs = check_inputs(list(self.task.inputs()), f'task {self.task.name}: inputs')
+        """The task's inputs that carry state coordinates, latest message of each kept; their
+        values go to the state columns their observation terms name. (Inputs carrying site
+        positions are functions of the state: a planner has no use for them.)"""
+        specs = [spec for spec in check_inputs(list(self.task.inputs()),
+                                               f'task {self.task.name}: inputs')
+                 if spec.fills_state]
         topics = {}
         for spec in specs:
             topics[spec.name] = self.declare_parameter(f'inputs.{spec.name}.topic',

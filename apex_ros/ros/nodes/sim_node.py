@@ -21,8 +21,9 @@ complete command (both messages).
                  robot's driver does (e.g. 500 Hz under a 50 Hz policy); it must divide the
                  task's physics rate into whole substeps of a control step. The full state
                  and the reward come once per control step.
-The task's inputs besides joint states (Task.inputs: an object's pose, a goal) are published
-with every joint state from the simulated state, standing in for perception or motion capture:
+The task's inputs besides joint states (Task.inputs: an object's pose, a goal, a site's
+position) are published with every joint state from the simulated state, standing in for
+perception, motion capture or a robot's forward kinematics:
 same types, topics (parameter inputs.<name>.topic) and frames as declared, stamped with the
 simulation time. An input that is task state the simulation cannot measure (it fills only
 extra:* terms: a goal) is also taken on protocol.sim_input_topic(topic) ('/sim/goal'): a
@@ -177,14 +178,15 @@ class SimNode(Node):
 
     # --- inputs besides joint states ------------------------------------------------------
     def _make_inputs(self):
-        """[(spec, state columns, publisher)]; subscribes the set topics of goal-like inputs."""
+        """[(spec, its values from a state, publisher)]; subscribes the set topics of goal-like
+        inputs."""
         task, out = self.task, []
         for spec in check_inputs(list(task.inputs()), f'task {task.name}: inputs'):
             package, _, type_name = spec.type.partition('/')
             msg_type = getattr(importlib.import_module(f'{package}.msg'), type_name)
             topic = self.declare_parameter(f'inputs.{spec.name}.topic', spec.topic).value
-            columns = Observation(task.model, spec.fills, task.layout).columns
-            out.append((spec, columns, self.create_publisher(msg_type, topic, qos.INPUT_PUB)))
+            values = Observation(task.model, spec.fills, task.layout, task.prepare).values
+            out.append((spec, values, self.create_publisher(msg_type, topic, qos.INPUT_PUB)))
             if all(parse_term(t).kind == 'extra' for t in spec.fills):
                 self.create_subscription(msg_type, protocol.sim_input_topic(topic),
                                          functools.partial(self.on_set_input, spec),
@@ -336,8 +338,8 @@ class SimNode(Node):
         self.pub_joints.publish(js)
         if self.inputs:
             state = self.sim.state()
-            for spec, columns, pub in self.inputs:
-                msg = fill_message(spec, pub.msg_type(), state[columns])
+            for spec, values, pub in self.inputs:
+                msg = fill_message(spec, pub.msg_type(), values(state))
                 msg.header.stamp = t
                 pub.publish(msg)
 
