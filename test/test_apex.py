@@ -575,13 +575,14 @@ def test_resume_refuses_a_run_whose_task_observes_differently_now(tmp_path):
 
 @pytest.mark.slow
 def test_resume_on_another_thread_count_continues_the_same_run(tmp_path):
-    # a run started on 2 rollout threads and resumed on 1 (a busier machine) is accepted
-    # without --allow-config-change, and its numbers are those of a run that never changed
+    # a run started on 2 rollout threads and resumed on 1 (a busier machine), evaluating its
+    # policy on 3 episodes instead of 1, is accepted without --allow-config-change, and its
+    # numbers are those of a run that never changed
     changed, steady = tmp_path / 'changed', tmp_path / 'steady'
     changed.mkdir(), steady.mkdir()
     _, run = _finished_run(changed, rollout={'threads': 2})
-    one_thread = _config_in(changed / 'one', apex={'iterations': 2}, train={'steps': 20},
-                            rollout={'threads': 1})
+    one_thread = _config_in(changed / 'one', apex={'iterations': 2, 'eval_episodes': 3},
+                            train={'steps': 20}, rollout={'threads': 1})
     lines = []
     ApexTrainer(one_thread, run, resume=True, progress=False, log=lines.append).run()
     assert not any('changed config' in line for line in lines)
@@ -590,9 +591,13 @@ def test_resume_on_another_thread_count_continues_the_same_run(tmp_path):
     ApexTrainer(reference, steady / 'run', progress=False, log=lambda *a: None).run()
 
     def numbers(run_dir):
-        return [{k: m[k] for k in ('expert_returns', 'policy_returns', 'dagger_policy_return')}
+        return [{'first_policy_return': m['policy_returns'][0],
+                 **{k: m[k] for k in ('expert_returns', 'dagger_policy_return')}}
                 for m in map(json.loads, (run_dir / 'metrics.jsonl').read_text().splitlines())]
     assert numbers(run) == numbers(steady / 'run')
+    evaluated = [len(json.loads(line)['policy_returns'])
+                 for line in (run / 'metrics.jsonl').read_text().splitlines()]
+    assert evaluated == [1, 3]
 
 @pytest.mark.slow
 def test_resume_accepts_a_setting_added_since_at_its_default(tmp_path):

@@ -3,16 +3,26 @@ the learning curve in figures (expert and policy per iteration), the wall time p
 and per rollout, and the policy against the paper's. With --snapshot, each run's
 metrics.jsonl and learning_curve.png are copied to experiments/paper_tasks/apex/<run>/ and the
 figures written to experiments/paper_tasks/apex/progress.json (runs/ is not committed).
+With --episodes N, every iteration's bundle (RUN/bundles/iter_NNN.onnx, the deployed ONNX
+policy) is also driven for N episodes on seeds EVAL_SEED + e (not the run's own evaluation
+seeds): a steadier curve than the run's own evaluation where that has 1 episode.
 
-    python experiments/paper_tasks/apex_progress.py runs/door_b45 runs/humanoid_b45 --snapshot
+    python experiments/paper_tasks/apex_progress.py runs/door_b45 runs/humanoid_b45 \
+        --episodes 5 --snapshot
 """
 import argparse
 import json
 import statistics
 from pathlib import Path
 
+import numpy as np
+
+from apex_ros.deploy.bundle import PolicyBundle
 from apex_ros.files import atomic_write_bytes, atomic_write_text
 from apex_ros.learning.apex.checkpoint import read_checkpoint
+from apex_ros.sim.episodes import run_episode
+from apex_ros.sim.simulation import Simulation
+from apex_ros.tasks import make_task
 
 HERE = Path(__file__).resolve().parent
 # APEX Table 1 (policy; success rate where the task has one, else return) and Table 4 (wall
@@ -24,12 +34,29 @@ TABLE_4 = {('fetch_pick_and_place', 100): 29.5, ('fetch_pick_and_place', 45): 20
            ('adroit_door', 45): 25.1, ('humanoid_standup', 45): 5.3,
            ('halfcheetah_run', 100): 6.5}
 PHASES = ('expert', 'train_expert', 'dagger', 'train_dagger')
+EVAL_SEED = 50_000
 
 
-def progress(run_dir: Path) -> dict:
+def bundle_episodes(task, path: Path, episodes: int) -> dict | None:
+    """The bundle at `path` driving `episodes` episodes: mean, std, success rate; None when
+    it observes otherwise than the task does now."""
+    bundle = PolicyBundle(path)
+    if bundle.obs_dim != task.obs_dim:
+        return None
+    sim = Simulation(task)
+    runs = [run_episode(task, lambda sim: (bundle.act(task.observe(sim.state())), None),
+                        seed=EVAL_SEED + e, sim=sim) for e in range(episodes)]
+    returns = [ep.ret for ep in runs]
+    success = None if runs[0].success is None else float(np.mean([ep.success for ep in runs]))
+    return {'episodes': episodes, 'return_mean': float(np.mean(returns)),
+            'return_std': float(np.std(returns)), 'success_rate': success}
+
+
+def progress(run_dir: Path, episodes: int = 0) -> dict:
     ckpt = read_checkpoint(run_dir)
     cfg = ckpt.config
     budget = cfg['planner']['budget']
+    task = make_task(ckpt.task, cfg['task'].get('params'), cfg['task'].get('episode_steps'))
     rows = []
     for m in ckpt.metrics:
         rows.append({
@@ -41,6 +68,9 @@ def progress(run_dir: Path) -> dict:
             'minutes': sum(m.get(f'{p}_seconds', 0.0) for p in PHASES) / 60,
             'expert_seconds_per_rollout': m['expert_seconds'] / len(m['expert_returns']),
         })
+        if episodes:
+            rows[-1]['bundle'] = bundle_episodes(
+                task, run_dir / 'bundles' / f'iter_{m["iteration"]:03d}.onnx', episodes)
     key = (ckpt.task, budget)
     success = bool(rows) and rows[-1]['policy_success_rate'] is not None
     return {
@@ -72,7 +102,13 @@ def show(p: dict):
         print(f'  {r["iteration"]:3d}: expert {r["expert_return"]:10.1f}'
               f'{succ("expert_success_rate")}  policy {r["policy_return"]:10.1f} ± '
               f'{r["policy_return_std"]:8.1f}{succ("policy_success_rate")}  '
-              f'{r["minutes"]:6.1f} min')
+              f'{r["minutes"]:6.1f} min', end='')
+        b = r.get('bundle')
+        if b:
+            rate = '' if b['success_rate'] is None else f' ({b["success_rate"]:.2f})'
+            print(f'  bundle over {b["episodes"]}: {b["return_mean"]:10.1f} ± '
+                  f'{b["return_std"]:8.1f}{rate}', end='')
+        print()
     if p['iterations']:
         print(f'  median {p["median_minutes_per_iteration"]:.1f} min per iteration '
               f'(paper, 32 cores: {p["paper_minutes_per_iteration_32_cores"]}), '
@@ -84,11 +120,13 @@ def main():
     ap.add_argument('runs', nargs='+', type=Path, help='APEX run directories')
     ap.add_argument('--snapshot', action='store_true',
                     help='copy each run\'s metrics and curve to experiments/paper_tasks/apex/')
+    ap.add_argument('--episodes', type=int, default=0,
+                    help='also drive every iteration\'s bundle for this many episodes')
     args = ap.parse_args()
     out = HERE / 'apex'
     results = {}
     for run in args.runs:
-        p = progress(run)
+        p = progress(run, args.episodes)
         show(p)
         results[p['run']] = p
         if args.snapshot:

@@ -45,9 +45,10 @@ from .sources import RolloutSource, make_source
 
 PHASES = ('expert', 'train_expert', 'dagger', 'train_dagger')
 BUNDLES = 'bundles'
-# settings a resume may change without being told: how far the run goes and how many threads
-# run its rollouts (the same numbers on any count), not what it does
-RESUMABLE_CHANGES = (('apex', 'iterations'), ('rollout', 'threads'))
+# settings a resume may change without being told: how far the run goes, how many threads
+# run its rollouts (the same numbers on any count) and how many episodes measure its policy
+# (evaluation feeds nothing back), not what it does
+RESUMABLE_CHANGES = (('apex', 'iterations'), ('rollout', 'threads'), ('apex', 'eval_episodes'))
 # ... and sections that say where episodes run, not what they are (same seeds, same data)
 RESUMABLE_SECTIONS = ('workers',)
 
