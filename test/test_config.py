@@ -330,7 +330,7 @@ SHIPPED_BEFORE = {
                     'beta': 2.0},
         'rollout': {'threads': 2}, 'seed': 0,
         'apex': {'iterations': 50, 'expert_rollouts': 1, 'dagger_rollouts': 1, 'window': 100,
-                 'action_norm_c': 0.025, 'eval_episodes': 1, 'ablation': 'none'},
+                 'action_norm_c': 0.025, 'eval_episodes': 5, 'ablation': 'none'},  # 5 since 12-02
         'train': {'hidden': [128, 128, 128], 'lr': 0.0005, 'l1': 0.000001, 'l2': 0.00001,
                   'batch_size': 1024, 'steps': 1000, 'threads': 1}},
     'adroit_door': {
