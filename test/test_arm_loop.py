@@ -117,6 +117,8 @@ def test_deploy_record_relabel_retrain_redeploy_the_arm(probe, tmp_path):
     assert wait_for(lambda: all(map(recording, ['/goal', protocol.JOINT_STATES, COMMANDS])),
                     90.0, executor), (tmp_path / 'record.log').read_text()
     assert commands.wait(25, timeout=60.0, spin=executor), executor_log.read_text()[-3000:]
+    # each subscription matches on its own: the commands' may come before the states'
+    assert states.wait(1, timeout=30.0, spin=executor), (tmp_path / 'sim.log').read_text()
     spinner.start()
 
     # a goal on /sim/goal: republished on /goal, read by the executor; the tool goes toward it
