@@ -72,6 +72,7 @@ class Observation:
         self.sites = np.array([slot for slot, *_ in sites], dtype=np.int64)
         rows = np.array([rest for _, *rest in sites], dtype=np.int64).reshape(-1, 3)
         self._site_of, self._site_to, self._site_coords = rows.T
+        self._offsets = np.flatnonzero(self._site_of >= 0)
         self._model, self._layout, self._prepare = model, layout, prepare
         self._scratch = threading.local()   # per thread: a model copy and data for kinematics
 
@@ -116,9 +117,9 @@ class Observation:
                 self._prepare(model, state)
             data.qpos[:] = state[qpos]
             mujoco.mj_kinematics(model, data)
-            xpos = np.vstack([data.site_xpos, np.zeros(3)])   # row -1: the origin
-            out[b] = (xpos[self._site_to, self._site_coords]
-                      - xpos[self._site_of, self._site_coords])
+            out[b] = data.site_xpos[self._site_to, self._site_coords]
+            out[b, self._offsets] -= data.site_xpos[self._site_of[self._offsets],
+                                                    self._site_coords[self._offsets]]
         return out.reshape(states.shape[:-1] + (self.sites.size,))
 
 

@@ -3,8 +3,9 @@ run's dataset (recorded with the joint observation: every qpos and qvel, the doo
 under two observations, driven in the simulation:
 
   joints  what the run's student saw: 30 qpos, 30 qvel, door_pos (3)
-  dapg    DAPG's (the task's observation since): 30 qpos, the palm, the handle, the palm's
-          offset from the handle (by forward kinematics of the recorded qpos and door_pos)
+  dapg    DAPG's (the task's observation since, `task.observe`): 30 qpos, the palm, the
+          handle, the palm's offset from the handle (forward kinematics of the recorded qpos
+          and door_pos)
 
     python experiments/paper_tasks/door_observation.py runs/door_b45_jointobs \
         experiments/paper_tasks/door_observation.json
@@ -14,12 +15,10 @@ commit 4e49341 (before the observation changed), stopped after 3 iterations (60 
 12000 samples).
 """
 import argparse
-import copy
 import json
 import sys
 from pathlib import Path
 
-import mujoco
 import numpy as np
 import torch
 
@@ -35,32 +34,12 @@ from apex_ros.tasks import make_task  # noqa: E402
 EVAL_SEED = 777   # not an APEX evaluation seed (those come from apex.config.episode_seed)
 
 
-class JointObservation:
-    """The run's observation (qpos, qvel, door_pos) and DAPG's, from the same columns."""
-
-    def __init__(self, task):
-        self.task = task
-        m = task.model
-        self.qpos = list(range(task.layout.qpos.start, task.layout.qpos.stop))
-        self.qvel = list(range(task.layout.qvel.start, task.layout.qvel.stop))
-        self.door = list(range(task.layout.extra['door_pos'].start,
-                               task.layout.extra['door_pos'].stop))
-        self.model = copy.copy(m)
-        self.data = mujoco.MjData(self.model)
-
-    def joints(self, states):
-        return np.concatenate([states[:, self.qpos], states[:, self.qvel],
-                               states[:, self.door]], axis=1).astype(np.float32)
-
-    def dapg(self, states):
-        rows = []
-        for state in states:
-            self.task.prepare(self.model, state)
-            self.data.qpos[:] = state[self.qpos]
-            mujoco.mj_kinematics(self.model, self.data)
-            palm, handle = self.data.site('S_grasp').xpos, self.data.site('S_handle').xpos
-            rows.append(np.concatenate([state[self.qpos], palm, handle, palm - handle]))
-        return np.array(rows, dtype=np.float32)
+def joint_view(task):
+    """The run's observation (qpos, qvel, door_pos) of states."""
+    lay = task.layout
+    columns = np.r_[lay.qpos.start:lay.qpos.stop, lay.qvel.start:lay.qvel.stop,
+                    lay.extra['door_pos'].start:lay.extra['door_pos'].stop]
+    return lambda states: states[:, columns].astype(np.float32)
 
 
 def dataset_states(task, obs):
@@ -87,13 +66,13 @@ def main():
     if obs.shape[1] != task.model.nq + task.model.nv + 3:
         raise SystemExit(f'{args.run}: observations of {obs.shape[1]} terms; expected the joint '
                          'observation (qpos, qvel, door_pos)')
-    views = JointObservation(task)
+    views = {'joints': joint_view(task), 'dapg': task.observe}   # dapg: the task's own now
     states = dataset_states(task, obs)
     results = {'run': args.run, 'samples': len(obs), 'rollouts': len(ckpt.dataset),
                'steps': args.steps, 'episodes': args.episodes, 'eval_seed0': EVAL_SEED,
                'variants': {}}
     for name in ('joints', 'dapg'):
-        view = getattr(views, name)
+        view = views[name]
         x = view(states)
         per_seed = []
         for seed in map(int, args.seeds.split(',')):
