@@ -25,6 +25,7 @@ from apex_ros.learning.apex import ApexTrainer
 from apex_ros.learning.apex.checkpoint import read_checkpoint
 from apex_ros.learning.apex.loop import RunStopped
 from apex_ros.learning.apex.report import iteration_line
+from apex_ros.learning.apex.sources import InProcessSource
 from apex_ros.learning.dataset import Dataset, LabeledRollout
 from apex_ros.learning.plot import plot_learning_curve, y_range
 from apex_ros.learning.student import MLPPolicy, make_optimizer, train_policy
@@ -598,6 +599,89 @@ def test_resume_on_another_thread_count_continues_the_same_run(tmp_path):
     evaluated = [len(json.loads(line)['policy_returns'])
                  for line in (run / 'metrics.jsonl').read_text().splitlines()]
     assert evaluated == [1, 3]
+
+class _Dies(Exception):
+    pass
+
+
+class _DyingSource(InProcessSource):
+    """Runs episodes in-process, recording the seeds asked for; raises (as a killed process
+    would stop) when asked for one more rollout than `lives`."""
+    def __init__(self, lives=None):
+        super().__init__()
+        self.lives, self.asked = lives, []
+
+    def _ask(self, kind, seed):
+        if self.lives is not None and len(self.asked) == self.lives:
+            raise _Dies()
+        self.asked.append((kind, seed))
+
+    def expert_rollout(self, seed, label, action_noise=0.0):
+        self._ask('expert', seed)
+        return super().expert_rollout(seed, label, action_noise)
+
+    def policy_rollout(self, seed):
+        self._ask('dagger', seed)
+        return super().policy_rollout(seed)
+
+
+@pytest.mark.slow
+def test_resume_mid_phase_runs_only_the_rollouts_not_yet_finished(tmp_path):
+    # 3 expert + 3 DAgger rollouts; killed after the first expert rollout, then after the
+    # first DAgger rollout: each resume runs only the rest, and the run's numbers, dataset
+    # and student are those of a run never killed
+    def config(name):
+        return _config_in(tmp_path / name, apex={'iterations': 1, 'expert_rollouts': 3,
+                                                 'dagger_rollouts': 3}, train={'steps': 20})
+
+    def trainer(run, source, resume=False):
+        return ApexTrainer(config(f'cfg_{len(list(tmp_path.iterdir()))}'), run, resume=resume,
+                           progress=False, log=lambda *a: None, source=source)
+
+    steady = _DyingSource()
+    reference = trainer(tmp_path / 'steady', steady)
+    reference.run()
+    reference.close()
+    expert_seeds = [seed for kind, seed in steady.asked if kind == 'expert']
+    dagger_seeds = [seed for kind, seed in steady.asked if kind == 'dagger']
+    assert len(set(expert_seeds)) == len(set(dagger_seeds)) == 3
+
+    run = tmp_path / 'killed'
+    for lives, kind in ((1, 'expert'), (3, 'dagger')):
+        source = _DyingSource(lives)
+        t = trainer(run, source, resume=True)
+        with pytest.raises(_Dies):
+            t.run()
+        t.close()
+        ckpt = read_checkpoint(run)
+        assert ckpt.phase == kind and sorted(ckpt.partial) == [0]
+        assert ckpt.partial[0].info['seed'] == (expert_seeds if kind == 'expert'
+                                                else dagger_seeds)[0]
+    assert source.asked == [('expert', s) for s in expert_seeds[1:]] + [
+        ('dagger', dagger_seeds[0])]
+    last = _DyingSource()
+    lines = []
+    t = ApexTrainer(config('cfg_last'), run, resume=True, progress=False, log=lines.append,
+                    source=last)
+    t.run()
+    t.close()
+    assert any('phase dagger, 1 of its rollouts done' in line for line in lines)
+    assert last.asked == [('dagger', s) for s in dagger_seeds[1:]]
+    assert read_checkpoint(run).partial == {}
+
+    def numbers(run_dir):
+        ckpt = read_checkpoint(run_dir)
+        return ckpt.metrics[0], ckpt.dataset.arrays(), ckpt.model
+
+    (m1, (o1, a1), w1), (m2, (o2, a2), w2) = numbers(tmp_path / 'steady'), numbers(run)
+    keys = ('expert_returns', 'dagger_policy_return', 'dagger_states', 'policy_returns',
+            'train_expert_loss', 'train_dagger_loss')
+    assert {k: m1[k] for k in keys} == {k: m2[k] for k in keys}
+    np.testing.assert_array_equal(o1, o2)
+    np.testing.assert_array_equal(a1, a2)
+    for name in w1:
+        torch.testing.assert_close(w1[name], w2[name], rtol=0, atol=0)
+
 
 @pytest.mark.slow
 def test_resume_accepts_a_setting_added_since_at_its_default(tmp_path):

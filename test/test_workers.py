@@ -134,7 +134,7 @@ def test_a_worker_killed_mid_episode_is_restarted_and_its_episode_retried(ray_cl
         pool.use(planner_cfg, data, True)
         killed = []
 
-        def kill_the_other_worker(index):
+        def kill_the_other_worker(index, result):
             # items go to idle actors in order: item 0 to actor 0, item 1 to actor 1; when
             # the first result arrives, the other actor is still in its first episode
             if not killed:

@@ -132,7 +132,7 @@ class RayPool:
     def map(self, method: str, items: list, progress: str | None = None,
             on_result=None) -> list:
         """[EpisodeWorker.method(*args) for args in items], run on the actors; in the order
-        of `items`. `progress`: a bar label (None: no bar); on_result(index) after each
+        of `items`. `progress`: a bar label (None: no bar); on_result(index, result) as each
         result arrives. self.timings: per item (seconds on the actor, seconds from handing
         it to the actor to having its result here)."""
         results, self.timings = [None] * len(items), [None] * len(items)
@@ -151,7 +151,7 @@ class RayPool:
             idle.append(actor)
             bar.update(len(items) - len(todo) - len(running))
             if on_result is not None:
-                on_result(index)
+                on_result(index, results[index])
         bar.close()
         return results
 

@@ -1,6 +1,7 @@
-"""The APEX run checkpoint, RUN_DIR/checkpoint.pt: the whole training state after a phase.
+"""The APEX run checkpoint, RUN_DIR/checkpoint.pt: the whole training state after a phase
+or a rollout.
 
-Written after every phase (atomically) and read back only through this module; scripts
+Written after every phase and rollout (atomically) and read back only through this module; scripts
 that want a run's dataset, metrics or student call `read_checkpoint(run_dir)`.
 
 The file is a torch.save'd dict of plain containers, numbers, bytes and tensors (loaded with
@@ -18,6 +19,9 @@ weights_only=True: nothing in it can run code). Format 2, field by field:
   dataset    the aggregated dataset: bytes of learning.dataset.Dataset.to_bytes (.npz)
   config     JSON text of the RunConfig.to_dict() the run was started or last resumed
              with; a resume compares it with the new config
+  partial    (optional) the finished rollouts of the rollout phase in progress, as dataset
+             bytes whose rollouts' info holds their index in the phase ('item'); a resume
+             runs only the others. Absent or None between phases.
 Format 1 (written before the config was stored) has the same fields but `config`; it is
 read as a format-2 checkpoint with config None.
 """
@@ -30,7 +34,7 @@ import torch
 
 from ...errors import ApexError
 from ...files import atomic_write_bytes
-from ..dataset import Dataset
+from ..dataset import Dataset, LabeledRollout
 from ..student import MLPPolicy
 
 CHECKPOINT = 'checkpoint.pt'
@@ -50,6 +54,8 @@ class Checkpoint:
     generator: torch.Tensor
     dataset: Dataset
     config: dict | None      # None: a format-1 checkpoint, which did not store it
+    partial: dict[int, LabeledRollout] = dataclasses.field(default_factory=dict)
+    #                          the phase in progress's finished rollouts by their index in it
     format: int = FORMAT     # the format the file was read in
 
     def student(self) -> MLPPolicy:
@@ -72,7 +78,8 @@ def save_checkpoint(path, ckpt: Checkpoint):
              'phase': ckpt.phase, 'record': ckpt.record, 'metrics': ckpt.metrics,
              'model': ckpt.model, 'optimizer': ckpt.optimizer, 'generator': ckpt.generator,
              'dataset': ckpt.dataset.to_bytes(),
-             'config': json.dumps(ckpt.config, default=str)}
+             'config': json.dumps(ckpt.config, default=str),
+             'partial': _partial_bytes(ckpt.partial) if ckpt.partial else None}
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(path, buf.getvalue())
@@ -96,9 +103,28 @@ def load_checkpoint(path) -> Checkpoint:
             record=state['record'], metrics=state['metrics'], model=state['model'],
             optimizer=state['optimizer'], generator=state['generator'],
             dataset=Dataset.from_bytes(state['dataset'], f'{path}: dataset'),
-            config=json.loads(state['config']) if version >= 2 else None, format=version)
+            config=json.loads(state['config']) if version >= 2 else None,
+            partial=_partial_rollouts(state.get('partial'), f'{path}: partial'),
+            format=version)
     except KeyError as e:
         raise ApexError(f'{path}: checkpoint (format {version}) lacks the field {e}') from None
+
+
+def _partial_bytes(partial: dict[int, LabeledRollout]) -> bytes:
+    ds = Dataset(len(partial))
+    for item, r in sorted(partial.items()):
+        ds.add(dataclasses.replace(r, info={**r.info, 'item': item}))
+    return ds.to_bytes()
+
+
+def _partial_rollouts(data: bytes | None, source: str) -> dict[int, LabeledRollout]:
+    if data is None:
+        return {}
+    partial = {}
+    for r in Dataset.from_bytes(data, source).rollouts:
+        info = dict(r.info)
+        partial[info.pop('item')] = dataclasses.replace(r, info=info)
+    return partial
 
 
 def read_checkpoint(run_dir) -> Checkpoint:

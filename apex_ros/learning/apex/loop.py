@@ -1,8 +1,8 @@
 """APEX (Pinneri et al. 2021, Alg. 2): guided iCEM_pi expert + DAgger + MLP distillation.
 
-Each iteration has four phases; after each one the whole training state is written
-atomically to RUN_DIR/checkpoint.pt (checkpoint.py), so a killed run resumes losing at most
-the phase in progress:
+Each iteration has four phases; after each one, and after each rollout of a rollout phase,
+the whole training state is written atomically to RUN_DIR/checkpoint.pt (checkpoint.py), so a
+killed run resumes losing at most the rollout (or training) in progress:
   expert        n rollouts of iCEM_pi guided by the current policy -> dataset
   train_expert  train the policy on the latest `window` rollouts
   dagger        roll out the policy; relabel every visited state with the same guided expert,
@@ -138,6 +138,7 @@ class ApexTrainer:
         self.generator = torch.Generator().manual_seed(self.seed)
         self.dataset = Dataset(self.apex.window)
         self.iteration, self.phase, self.record, self.metrics = 0, PHASES[0], {}, []
+        self.partial = {}   # the rollout phase in progress's finished rollouts, by index
         ckpt = self.out / CHECKPOINT
         if resume and ckpt.exists():
             self._resume(ckpt, allow_config_change)
@@ -245,7 +246,7 @@ class ApexTrainer:
             task=self.task.name, iteration=self.iteration, phase=self.phase,
             record=self.record, metrics=self.metrics, model=self.model.state_dict(),
             optimizer=self.optimizer.state_dict(), generator=self.generator.get_state(),
-            dataset=self.dataset, config=self.config))
+            dataset=self.dataset, config=self.config, partial=self.partial))
 
     def _resume(self, path, allow_config_change: bool):
         ckpt = load_checkpoint(path)
@@ -278,8 +279,10 @@ class ApexTrainer:
         self.dataset = ckpt.dataset   # its window: set with the resumed iteration's settings
         self.iteration, self.phase = ckpt.iteration, ckpt.phase
         self.record, self.metrics = ckpt.record, ckpt.metrics
-        self.log(f'resuming {self.out} at iteration {self.iteration + 1}, phase {self.phase} '
-                 f'({len(self.dataset)} rollouts in the dataset)')
+        self.partial = ckpt.partial
+        done = f', {len(self.partial)} of its rollouts done' if self.partial else ''
+        self.log(f'resuming {self.out} at iteration {self.iteration + 1}, phase {self.phase}'
+                 f'{done} ({len(self.dataset)} rollouts in the dataset)')
 
     # --- phases -----------------------------------------------------------------------------
     def _seed(self, kind: int, j: int) -> int:
@@ -289,19 +292,42 @@ class ApexTrainer:
         return f'iter {self.iteration + 1}/{self.iterations} {label}' if self.show_progress \
             else None
 
+    def _rollouts(self, kind: str, seeds: list, run_batch, labeled) -> list[LabeledRollout]:
+        """The phase's rollouts, one per seed in their order, added to the dataset.
+        run_batch(seeds, on_result) runs a source batch; labeled(seed, result) makes its
+        LabeledRollout. Each finished rollout is checkpointed, and those a killed run
+        finished (self.partial) are not run again."""
+        done = {j: r for j, r in self.partial.items()
+                if j < len(seeds) and r.kind == kind and r.info.get('seed') == seeds[j]}
+        todo = [j for j in range(len(seeds)) if j not in done]
+
+        def finished(i, result):
+            done[todo[i]] = labeled(seeds[todo[i]], result)
+            if len(done) < len(seeds):   # else the phase's own checkpoint follows
+                self.partial = done
+                self._save_checkpoint()
+        run_batch([seeds[j] for j in todo], finished)
+        self.partial = {}
+        rollouts = [done[j] for j in range(len(seeds))]
+        for r in rollouts:
+            self.dataset.add(r)
+        return rollouts
+
     def phase_expert(self):
         seeds = [self._seed(1, j) for j in range(self.apex.expert_rollouts)]
-        episodes = self.source.expert_rollouts(seeds, self.apex.expert_action_noise,
-                                               self._bar('expert'))
-        for seed, ep in zip(seeds, episodes):
-            self.dataset.add(LabeledRollout(self.task.observe(ep.states[:-1]),
-                                            ep.actions.astype(np.float32), 'expert',
-                                            self.iteration, {'return': ep.ret, 'seed': seed}))
-        returns = [ep.ret for ep in episodes]
+        rollouts = self._rollouts(
+            'expert', seeds,
+            lambda todo, on_result: self.source.expert_rollouts(
+                todo, self.apex.expert_action_noise, self._bar('expert'), on_result),
+            lambda seed, ep: LabeledRollout(
+                self.task.observe(ep.states[:-1]), ep.actions.astype(np.float32), 'expert',
+                self.iteration, {'return': ep.ret, 'seed': seed, 'success': ep.success}))
+        returns = [r.info['return'] for r in rollouts]
         self.record['expert_return'] = float(np.mean(returns)) if returns else float('nan')
         self.record['expert_returns'] = returns
-        if episodes and episodes[0].success is not None:
-            self.record['expert_success_rate'] = float(np.mean([ep.success for ep in episodes]))
+        if rollouts and rollouts[0].info['success'] is not None:
+            self.record['expert_success_rate'] = float(np.mean(
+                [r.info['success'] for r in rollouts]))
 
     def phase_train(self, key):
         obs, act = self.dataset.arrays()
@@ -322,15 +348,16 @@ class ApexTrainer:
         if not self.apex.dagger:   # BC only: no relabeled data
             return
         seeds = [self._seed(2, j) for j in range(self.apex.dagger_rollouts)]
-        results = self.source.policy_rollouts_relabeled(seeds, self.apex.dagger_until_failure,
-                                                        self._bar('dagger relabel'))
-        for seed, r in zip(seeds, results):
-            self.dataset.add(LabeledRollout(self.task.observe(r.states),
-                                            r.labels.astype(np.float32), 'dagger',
-                                            self.iteration,
-                                            {'policy_return': r.episode.ret, 'seed': seed}))
-        self.record['dagger_policy_return'] = float(np.mean([r.episode.ret for r in results]))
-        self.record['dagger_states'] = [len(r.states) for r in results]
+        rollouts = self._rollouts(
+            'dagger', seeds,
+            lambda todo, on_result: self.source.policy_rollouts_relabeled(
+                todo, self.apex.dagger_until_failure, self._bar('dagger relabel'), on_result),
+            lambda seed, r: LabeledRollout(
+                self.task.observe(r.states), r.labels.astype(np.float32), 'dagger',
+                self.iteration, {'policy_return': r.episode.ret, 'seed': seed}))
+        self.record['dagger_policy_return'] = float(np.mean(
+            [r.info['policy_return'] for r in rollouts]))
+        self.record['dagger_states'] = [len(r.obs) for r in rollouts]
 
     def finish_iteration(self) -> dict:
         """Write the iteration's bundle, evaluate the policy (on the source), report."""

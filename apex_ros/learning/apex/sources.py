@@ -21,6 +21,11 @@ def _numbered(progress: str | None, j: int, n: int) -> str | None:
     return None if progress is None else f'{progress} {j + 1}/{n}'
 
 
+def _report(on_result, index, result):
+    if on_result is not None:
+        on_result(index, result)
+
+
 class RolloutSource:
     """The loop's view of rollouts. Lifecycle: open() once the run's settings are checked,
     set_policy() whenever the student changes (also right after open), close() at the end.
@@ -72,16 +77,22 @@ class RolloutSource:
         return labels
 
     # --- batches -------------------------------------------------------------------------
-    def expert_rollouts(self, seeds, action_noise: float = 0.0,
-                        progress: str | None = None) -> list[Episode]:
-        """expert_rollout for each seed; `progress`: bar label (numbered per episode)."""
-        return [self.expert_rollout(seed, _numbered(progress, j, len(seeds)), action_noise)
-                for j, seed in enumerate(seeds)]
+    def expert_rollouts(self, seeds, action_noise: float = 0.0, progress: str | None = None,
+                        on_result=None) -> list[Episode]:
+        """expert_rollout for each seed; `progress`: bar label (numbered per episode);
+        on_result(index, episode) as each episode finishes (in any order)."""
+        out = []
+        for j, seed in enumerate(seeds):
+            out.append(self.expert_rollout(seed, _numbered(progress, j, len(seeds)),
+                                           action_noise))
+            _report(on_result, j, out[-1])
+        return out
 
     def policy_rollouts_relabeled(self, seeds, until_failure: bool = False,
-                                  progress: str | None = None) -> list[DaggerEpisode]:
+                                  progress: str | None = None,
+                                  on_result=None) -> list[DaggerEpisode]:
         """For each seed a policy rollout relabeled along its own trajectory with the same
-        seed (with `until_failure` up to its first failed state)."""
+        seed (with `until_failure` up to its first failed state); on_result as above."""
         out = []
         for j, seed in enumerate(seeds):
             ep, warmstarts = self.policy_rollout(seed)
@@ -89,6 +100,7 @@ class RolloutSource:
                                                until_failure)
             labels = self.relabel(states, warmstarts, seed, _numbered(progress, j, len(seeds)))
             out.append(DaggerEpisode(ep, states, labels))
+            _report(on_result, j, out[-1])
         return out
 
     def evaluate_policy(self, seeds) -> list[Episode]:
@@ -185,13 +197,14 @@ class RaySource(RolloutSource):
     def relabel(self, states, warmstarts, seed, progress=None):
         return self.pool.map('relabel', [(states, warmstarts, seed)], progress)[0]
 
-    def expert_rollouts(self, seeds, action_noise=0.0, progress=None):
+    def expert_rollouts(self, seeds, action_noise=0.0, progress=None, on_result=None):
         return self.pool.map('expert_episode', [(seed, action_noise) for seed in seeds],
-                             progress)
+                             progress, on_result)
 
-    def policy_rollouts_relabeled(self, seeds, until_failure=False, progress=None):
+    def policy_rollouts_relabeled(self, seeds, until_failure=False, progress=None,
+                                  on_result=None):
         return self.pool.map('dagger_episode', [(seed, until_failure) for seed in seeds],
-                             progress)
+                             progress, on_result)
 
     def evaluate_policy(self, seeds):
         return self.pool.map('evaluation_episode', [(seed,) for seed in seeds])
