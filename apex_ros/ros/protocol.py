@@ -101,7 +101,9 @@ EVENT_QOS = {'reliability': 'reliable', 'depth': 100}       # rewards, returns
 # them. Transient local: a late match still receives the history (readers filter episodes).
 DEMONSTRATIONS_QOS = {**FULL_STATE_QOS, 'durability': 'transient_local'}
 MONITOR_QOS = {'reliability': 'best_effort', 'depth': 1}    # PLAN: the latest is all that counts
-STATUS_QOS = BUNDLE_QOS                                     # a late viewer gets the current one
+# a late subscriber gets the run's recent statuses in order, ending with the current one
+# (a viewer keeping depth 1 sees just that)
+STATUS_QOS = {**BUNDLE_QOS, 'depth': 64}
 
 
 # --- layouts ------------------------------------------------------------------------------

@@ -37,9 +37,23 @@ PHASES = ('expert', 'train_expert', 'dagger', 'train_dagger')
 EVAL_SEED = 50_000
 
 
+def door_stages(task, runs) -> dict:
+    """How far Door's episodes got short of success: the latch turned (> 1 rad, which frees
+    the door), the door swung past DAPG's first bounty (0.2 rad), its widest opening."""
+    latch = task.layout.qpos.start + task.model.joint('latch').qposadr[0]
+    hinge = [float(ep.states[:, task.hinge_column].max()) for ep in runs]
+    return {'latch_turned': int(sum(ep.states[:, latch].max() > 1.0 for ep in runs)),
+            'door_moved': int(sum(h > 0.2 for h in hinge)),
+            'max_hinge_mean': float(np.mean(hinge))}
+
+
+STAGES = {'adroit_door': door_stages}
+
+
 def bundle_episodes(task, path: Path, episodes: int) -> dict | None:
-    """The bundle at `path` driving `episodes` episodes: mean, std, success rate; None when
-    it observes otherwise than the task does now."""
+    """The bundle at `path` driving `episodes` episodes: mean, std, success rate (and for
+    Door how far short of success: door_stages); None when it observes otherwise than the
+    task does now."""
     bundle = PolicyBundle(path)
     if bundle.obs_dim != task.obs_dim:
         return None
@@ -48,8 +62,9 @@ def bundle_episodes(task, path: Path, episodes: int) -> dict | None:
                         seed=EVAL_SEED + e, sim=sim) for e in range(episodes)]
     returns = [ep.ret for ep in runs]
     success = None if runs[0].success is None else float(np.mean([ep.success for ep in runs]))
+    stages = STAGES[task.name](task, runs) if task.name in STAGES else {}
     return {'episodes': episodes, 'return_mean': float(np.mean(returns)),
-            'return_std': float(np.std(returns)), 'success_rate': success}
+            'return_std': float(np.std(returns)), 'success_rate': success, **stages}
 
 
 def progress(run_dir: Path, episodes: int = 0) -> dict:
@@ -108,6 +123,9 @@ def show(p: dict):
             rate = '' if b['success_rate'] is None else f' ({b["success_rate"]:.2f})'
             print(f'  bundle over {b["episodes"]}: {b["return_mean"]:10.1f} ± '
                   f'{b["return_std"]:8.1f}{rate}', end='')
+            if 'latch_turned' in b:
+                print(f', latch turned {b["latch_turned"]}, door moved {b["door_moved"]}',
+                      end='')
         print()
     if p['iterations']:
         print(f'  median {p["median_minutes_per_iteration"]:.1f} min per iteration '
