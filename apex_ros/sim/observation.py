@@ -1,15 +1,14 @@
 """Named views of the state: a policy's observation as named terms (qpos:J, qvel:J, cos:J,
 sin:J, extra:BLOCK, site:S[i]; grammar in apex_ros.deploy.observation.parse_term), and the
 1-dof joints that sensor_msgs/JointState carries by name."""
-import copy
 import dataclasses
-import threading
 
 import mujoco
 import numpy as np
 
 from ..deploy.observation import parse_term
 from ..errors import ApexError
+from .kinematics import Kinematics
 from .state import StateLayout
 
 # Joint types a sensor_msgs/JointState entry (one position, one velocity) can carry.
@@ -73,15 +72,7 @@ class Observation:
         rows = np.array([rest for _, *rest in sites], dtype=np.int64).reshape(-1, 3)
         self._site_of, self._site_to, self._site_coords = rows.T
         self._offsets = np.flatnonzero(self._site_of >= 0)
-        self._model, self._layout, self._prepare = model, layout, prepare
-        self._scratch = threading.local()   # per thread: a model copy and data for kinematics
-
-    def __getstate__(self):   # picklable: the per-thread scratch is made again on use
-        return {k: v for k, v in self.__dict__.items() if k != '_scratch'}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._scratch = threading.local()
+        self._kinematics = Kinematics(model, layout.qpos, prepare)
 
     @property
     def size(self) -> int:
@@ -103,24 +94,13 @@ class Observation:
         return x
 
     def _site_positions(self, states: np.ndarray) -> np.ndarray:
-        """(..., nstate) -> the site terms' values (..., n_sites), one mj_kinematics each."""
-        scratch = self._scratch
-        if not hasattr(scratch, 'data'):
-            # a model of our own: prepare writes into it
-            scratch.model = copy.copy(self._model) if self._prepare else self._model
-            scratch.data = mujoco.MjData(scratch.model)
-        model, data, qpos = scratch.model, scratch.data, self._layout.qpos
-        flat = states.reshape(-1, states.shape[-1])
-        out = np.empty((len(flat), self.sites.size))
-        for b, state in enumerate(flat):
-            if self._prepare is not None:
-                self._prepare(model, state)
-            data.qpos[:] = state[qpos]
-            mujoco.mj_kinematics(model, data)
-            out[b] = data.site_xpos[self._site_to, self._site_coords]
-            out[b, self._offsets] -= data.site_xpos[self._site_of[self._offsets],
-                                                    self._site_coords[self._offsets]]
-        return out.reshape(states.shape[:-1] + (self.sites.size,))
+        """(..., nstate) -> the site terms' values (..., n_sites)."""
+        to, of, coords, offsets = self._site_to, self._site_of, self._site_coords, self._offsets
+
+        def read(data, out):
+            out[:] = data.site_xpos[to, coords]
+            out[offsets] -= data.site_xpos[of[offsets], coords[offsets]]
+        return self._kinematics.map(states, read, self.sites.size)
 
 
 def _site_id(model, term, name) -> int:

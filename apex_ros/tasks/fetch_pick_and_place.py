@@ -29,12 +29,12 @@ box's pose and velocity (PoseStamped, TwistStamped as its free joint's qvel hold
 perception).
 """
 import dataclasses
-import threading
 import time
 
 import mujoco
 import numpy as np
 
+from ..sim.kinematics import Kinematics
 from ..sim.observation import joint_terms
 from ..sim.simulation import Simulation
 from .base import Task
@@ -84,15 +84,8 @@ class FetchPickAndPlace(Task):
         self.finger_qpos = np.array([m.joint(f).qposadr[0] for f in FINGERS])
         # the fingers' actuators in actuator order (the order of ctrl)
         self.actuator_finger_qpos = m.jnt_qposadr[m.actuator_trnid[:, 0]]
-        self._scratch = threading.local()     # per thread: an MjData for gripper_pose
+        self._kinematics = Kinematics(m, slice(None))   # of qpos rows (gripper_pose)
         self._settle()
-
-    def __getstate__(self):   # picklable: the per-thread scratch is made again on use
-        return {k: v for k, v in self.__dict__.items() if k != '_scratch'}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._scratch = threading.local()
 
     def build_model(self):
         model = super().build_model()
@@ -130,16 +123,12 @@ class FetchPickAndPlace(Task):
 
     def gripper_pose(self, qpos: np.ndarray) -> tuple:
         """(B, nq) -> the gripper body's positions (B, 3) and orientations (B, 4) there."""
-        m = self.model
-        data = getattr(self._scratch, 'data', None)
-        if data is None:
-            data = self._scratch.data = mujoco.MjData(m)
-        pos, quat = np.empty((len(qpos), 3)), np.empty((len(qpos), 4))
-        for b, q in enumerate(qpos):
-            data.qpos[:] = q
-            mujoco.mj_kinematics(m, data)
-            pos[b], quat[b] = data.xpos[self.gripper_body], data.xquat[self.gripper_body]
-        return pos, quat
+        body = self.gripper_body
+
+        def read(data, out):
+            out[:3], out[3:] = data.xpos[body], data.xquat[body]
+        pose = self._kinematics.map(qpos, read, 7)
+        return pose[:, :3], pose[:, 3:]
 
     def actuate_feedback(self, states, actions):
         """(B, nstate), (B, 4) -> ctrl (B, 2), mocap_pos (B, 1, 3), mocap_quat (B, 1, 4):
