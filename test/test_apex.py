@@ -18,7 +18,7 @@ from conftest import small_apex_config
 from apex_ros.config import ConfigError
 from apex_ros.config.run import load_run_config
 from apex_ros.deploy.bundle import BundleError, PolicyBundle
-from apex_ros.deploy.export import export_bundle, task_signature
+from apex_ros.deploy.export import bundle_bytes, export_bundle, task_signature
 from apex_ros.errors import ApexError
 from apex_ros.files import atomic_write_bytes
 from apex_ros.learning.apex import ApexTrainer
@@ -241,6 +241,48 @@ def test_cosine_schedule_settles_the_student_and_restarts_each_training():
         assert cosine_move < 0.5 * constant_move
         assert constant_lr == 5e-4
         assert cosine_lr == learning_rate(cfg, 99) == pytest.approx(0.5 * 5e-4, rel=0.02)
+
+
+def test_normalized_actions_fit_a_narrow_action_as_well_as_a_wide_one():
+    """train.normalize_actions: with actions of ranges 200 and 0.02, the student fits the
+    narrow one as closely (relative to its range) as the wide one, where the plain MSE
+    leaves it unfit; the bundle outputs actions (not scaled ones); a student saved before
+    the scaling existed loads as the identity."""
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(512, 2)).astype(np.float32)
+    low, high = np.array([-100.0, -0.01]), np.array([100.0, 0.01])
+    actions = (np.tanh(obs) * high).astype(np.float32)
+
+    def relative_errors(normalize):
+        torch.manual_seed(0)
+        cfg = TrainConfig(hidden=[32, 32], steps=600, batch_size=128, lr=3e-3,
+                          normalize_actions=normalize)
+        model = MLPPolicy(2, 2, cfg.hidden)
+        train_policy(model, make_optimizer(model, cfg), obs, actions, cfg,
+                     torch.Generator().manual_seed(0), action_bounds=(low, high))
+        with torch.no_grad():
+            out = model(torch.as_tensor(obs)).numpy()
+        return np.sqrt(np.mean((out - actions) ** 2, axis=0)) / high, model
+
+    plain, _ = relative_errors(False)
+    scaled, model = relative_errors(True)
+    assert plain[1] > 0.5 and scaled[1] < 0.1 and scaled[0] < 0.1
+    cartpole = make_task('cartpole_swingup')
+    wide = MLPPolicy(cartpole.obs_dim, cartpole.nu, [8])
+    wide.set_action_scale([-30.0], [50.0])
+    x = rng.normal(size=(16, cartpole.obs_dim)).astype(np.float32)
+    with torch.no_grad():
+        expected = wide(torch.as_tensor(x)).numpy()
+    assert np.abs(expected).max() > 5
+    np.testing.assert_allclose(PolicyBundle(bundle_bytes(wide, cartpole, 1))(x), expected,
+                               rtol=1e-5, atol=1e-4)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith('act_')}
+    old = MLPPolicy(2, 2, [32, 32])
+    old.load_state_dict(state)
+    assert torch.equal(old.act_scale, torch.ones(2)) and torch.equal(old.act_mid, torch.zeros(2))
+    with pytest.raises(ApexError, match='normalize_actions'):
+        train_policy(old, make_optimizer(old, TrainConfig()), obs, actions,
+                     TrainConfig(steps=1, normalize_actions=True), torch.Generator())
 
 
 def test_learning_curve_axis_keeps_the_runs_band_despite_a_rolled_episode(tmp_path):

@@ -22,6 +22,9 @@ class TrainConfig:
     #                                `lr` to 0 (half a cosine), ending at a settled student
     #                                rather than one noisy minibatch step
     #                                (experiments/halfcheetah/NOTES.md)
+    normalize_actions: bool = False  # fit actions scaled to [-1, 1] by the task's bounds, so
+    #                                  every action dimension weighs alike in the loss (the
+    #                                  bundle still outputs actions)
 
     def validate(self, where='train'):
         require(len(self.hidden) >= 1 and all(h >= 1 for h in self.hidden), f'{where}.hidden',

@@ -338,7 +338,8 @@ class ApexTrainer:
         bar = Progress(f'iter {self.iteration + 1}/{self.iterations} {key}',
                        self.train_cfg.steps, enabled=self.show_progress)
         loss = train_policy(self.model, self.optimizer, obs, act, self.train_cfg, self.generator,
-                            progress=lambda n, mse: bar.update(n, f'mse {mse:.4f}'))
+                            progress=lambda n, mse: bar.update(n, f'mse {mse:.4f}'),
+                            action_bounds=(self.task.action_low, self.task.action_high))
         bar.close()
         self.record[f'{key}_loss'] = loss
         self.record['dataset_samples'] = len(obs)
