@@ -398,21 +398,26 @@ def test_door_observation_from_the_sim_node_topics_is_the_full_state_s(ros_probe
     def stamp(msg):
         return round(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, 6)
     observe = InputObservation(b.obs_terms, b.inputs)
-    matched = 0
-    for msg in full.msgs[1:]:
-        state = protocol.unpack_full_state(msg.data, door.layout.size, door.model.nv).state
-        t = round(state[0], 6)
-        js = next((m for m in joints.msgs if stamp(m) == t), None)
-        got = {name: next((m for m in c.msgs if stamp(m) == t), None)
-               for name, c in points.items()}
-        if js is None or None in got.values():
-            continue
+
+    def instants():
+        """(full state, joint states, inputs) of the instants all three topics were received
+        (each subscription may have matched later than the full state's)."""
+        out = []
+        for msg in list(full.msgs):
+            state = protocol.unpack_full_state(msg.data, door.layout.size, door.model.nv).state
+            t = round(state[0], 6)
+            js = next((m for m in joints.msgs if stamp(m) == t), None)
+            got = {name: next((m for m in c.msgs if stamp(m) == t), None)
+                   for name, c in points.items()}
+            if js is not None and None not in got.values():
+                out.append((state, js, got))
+        return out
+    assert wait_for(lambda: len(instants()) >= 3, 30.0, executor), log.read_text()
+    for state, js, got in instants():
         latest = {spec.name: received(spec, 1.0, got[spec.name]) for spec in b.inputs}
         obs = observe(js.name, js.position, js.velocity, latest, 1.0)
         np.testing.assert_allclose(obs, door.observe(state), atol=1e-6)
         assert got['handle'].header.frame_id == 'world'
-        matched += 1
-    assert matched >= 3, log.read_text()
 
 
 def test_sim_node_refuses_a_state_rate_that_does_not_split_a_control_step(ros_probe, tmp_path):
