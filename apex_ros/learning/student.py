@@ -37,7 +37,8 @@ class MLPPolicy(nn.Module):
     def set_action_scale(self, low=None, high=None):
         """The network's outputs in [-1, 1] span [low, high] (None: outputs are actions)."""
         if low is None:
-            self.act_mid.zero_(), self.act_scale.fill_(1.0)
+            self.act_mid.zero_()
+            self.act_scale.fill_(1.0)
             return
         low, high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
         self.act_mid.copy_(torch.as_tensor((low + high) / 2, dtype=torch.float32))

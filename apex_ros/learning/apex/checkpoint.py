@@ -1,8 +1,8 @@
 """The APEX run checkpoint, RUN_DIR/checkpoint.pt: the whole training state after a phase
 or a rollout.
 
-Written after every phase and rollout (atomically) and read back only through this module; scripts
-that want a run's dataset, metrics or student call `read_checkpoint(run_dir)`.
+Written after every phase and rollout (atomically) and read back only through this module;
+scripts that want a run's dataset, metrics or student call `read_checkpoint(run_dir)`.
 
 The file is a torch.save'd dict of plain containers, numbers, bytes and tensors (loaded with
 weights_only=True: nothing in it can run code). Format 2, field by field:
