@@ -18,7 +18,7 @@ class LabeledRollout:
     obs: np.ndarray          # (T, obs_dim) float32
     actions: np.ndarray      # (T, nu) float32, expert labels
     kind: str                # 'expert' | 'dagger' | 'shard'
-    iteration: int
+    iteration: int           # the APEX iteration that made it, 0-based
     info: dict = dataclasses.field(default_factory=dict)  # provenance, returns ...
 
 

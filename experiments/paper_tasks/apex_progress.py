@@ -5,7 +5,9 @@ metrics.jsonl and learning_curve.png are copied to experiments/paper_tasks/apex/
 figures written to experiments/paper_tasks/apex/progress.json (runs/ is not committed).
 With --episodes N, every iteration's bundle (RUN/bundles/iter_NNN.onnx, the deployed ONNX
 policy) is also driven for N episodes on seeds EVAL_SEED + e (not the run's own evaluation
-seeds): a steadier curve than the run's own evaluation where that has 1 episode.
+seeds): a steadier curve than the run's own evaluation where that has 1 episode. For Door,
+how far short of success its episodes got is also read, per iteration, from the run's DAgger
+rollouts in the dataset (driven by the policy trained on that iteration's expert rollouts).
 
     python experiments/paper_tasks/apex_progress.py runs/door_b45 runs/humanoid_b45 \
         --episodes 5 --snapshot
@@ -37,17 +39,31 @@ PHASES = ('expert', 'train_expert', 'dagger', 'train_dagger')
 EVAL_SEED = 50_000
 
 
-def door_stages(task, runs) -> dict:
-    """How far Door's episodes got short of success: the latch turned (> 1 rad, which frees
-    the door), the door swung past DAPG's first bounty (0.2 rad), its widest opening."""
+def door_stages(latch_max, hinge_max) -> dict:
+    """How far Door's episodes got short of success, from each episode's largest latch and
+    hinge angles: the latch turned (> 1 rad, which frees the door), the door swung past
+    DAPG's first bounty (0.2 rad), its widest opening."""
+    hinge_max = np.asarray(hinge_max)
+    return {'latch_turned': int((np.asarray(latch_max) > 1.0).sum()),
+            'door_moved': int((hinge_max > 0.2).sum()),
+            'max_hinge_mean': float(hinge_max.mean())}
+
+
+def door_episode_stages(task, runs) -> dict:
     latch = task.layout.qpos.start + task.model.joint('latch').qposadr[0]
-    hinge = [float(ep.states[:, task.hinge_column].max()) for ep in runs]
-    return {'latch_turned': int(sum(ep.states[:, latch].max() > 1.0 for ep in runs)),
-            'door_moved': int(sum(h > 0.2 for h in hinge)),
-            'max_hinge_mean': float(np.mean(hinge))}
+    return door_stages([ep.states[:, latch].max() for ep in runs],
+                       [ep.states[:, task.hinge_column].max() for ep in runs])
 
 
-STAGES = {'adroit_door': door_stages}
+def door_rollout_stages(task, rollouts) -> dict:
+    """door_stages of dataset rollouts, read from their observations (which hold both joints)."""
+    terms = task.obs_terms()
+    latch, hinge = terms.index('qpos:latch'), terms.index('qpos:door_hinge')
+    return door_stages([r.obs[:, latch].max() for r in rollouts],
+                       [r.obs[:, hinge].max() for r in rollouts])
+
+
+STAGES = {'adroit_door': (door_episode_stages, door_rollout_stages)}
 
 
 def bundle_episodes(task, path: Path, episodes: int) -> dict | None:
@@ -62,7 +78,7 @@ def bundle_episodes(task, path: Path, episodes: int) -> dict | None:
                         seed=EVAL_SEED + e, sim=sim) for e in range(episodes)]
     returns = [ep.ret for ep in runs]
     success = None if runs[0].success is None else float(np.mean([ep.success for ep in runs]))
-    stages = STAGES[task.name](task, runs) if task.name in STAGES else {}
+    stages = STAGES[task.name][0](task, runs) if task.name in STAGES else {}
     return {'episodes': episodes, 'return_mean': float(np.mean(returns)),
             'return_std': float(np.std(returns)), 'success_rate': success, **stages}
 
@@ -83,6 +99,12 @@ def progress(run_dir: Path, episodes: int = 0) -> dict:
             'minutes': sum(m.get(f'{p}_seconds', 0.0) for p in PHASES) / 60,
             'expert_seconds_per_rollout': m['expert_seconds'] / len(m['expert_returns']),
         })
+        dagger = [r for r in ckpt.dataset.rollouts
+                  if r.kind == 'dagger' and r.iteration == m['iteration'] - 1]  # 0-based
+        if task.name in STAGES and dagger:
+            # the policy drove these too (the expert only relabeled): more episodes per point
+            rows[-1]['dagger_rollouts'] = {'episodes': len(dagger),
+                                           **STAGES[task.name][1](task, dagger)}
         if episodes:
             rows[-1]['bundle'] = bundle_episodes(
                 task, run_dir / 'bundles' / f'iter_{m["iteration"]:03d}.onnx', episodes)
@@ -126,6 +148,10 @@ def show(p: dict):
             if 'latch_turned' in b:
                 print(f', latch turned {b["latch_turned"]}, door moved {b["door_moved"]}',
                       end='')
+        d = r.get('dagger_rollouts')
+        if d:
+            print(f'  its {d["episodes"]} DAgger rollouts: latch turned {d["latch_turned"]}, '
+                  f'door moved {d["door_moved"]}', end='')
         print()
     if p['iterations']:
         print(f'  median {p["median_minutes_per_iteration"]:.1f} min per iteration '
