@@ -39,28 +39,36 @@ PHASES = ('expert', 'train_expert', 'dagger', 'train_dagger')
 EVAL_SEED = 50_000
 
 
-def door_stages(latch_max, hinge_max) -> dict:
-    """How far Door's episodes got short of success, from each episode's largest latch and
-    hinge angles: the latch turned (> 1 rad, which frees the door), the door swung past
-    DAPG's first bounty (0.2 rad), its widest opening."""
-    hinge_max = np.asarray(hinge_max)
-    return {'latch_turned': int((np.asarray(latch_max) > 1.0).sum()),
-            'door_moved': int((hinge_max > 0.2).sum()),
-            'max_hinge_mean': float(hinge_max.mean())}
+LATCH_FREE, DOOR_MOVED = 1.0, 0.2   # rad: the latch frees the door; DAPG's first bounty
+
+
+def door_stages(latches, hinges) -> dict:
+    """How far Door's episodes got short of success, from each episode's latch and hinge angle
+    per step: how many turned the latch (past LATCH_FREE) and moved the door (past
+    DOOR_MOVED), and the median step at which those that did first did, and the mean of the
+    episodes' widest openings."""
+    def first_steps(angles, past):
+        return [int(np.argmax(a > past)) for a in angles if a.max() > past]
+
+    def median(steps):
+        return float(np.median(steps)) if steps else None
+    latched, moved = first_steps(latches, LATCH_FREE), first_steps(hinges, DOOR_MOVED)
+    return {'latch_turned': len(latched), 'door_moved': len(moved),
+            'latch_turned_median_step': median(latched), 'door_moved_median_step': median(moved),
+            'max_hinge_mean': float(np.mean([h.max() for h in hinges]))}
 
 
 def door_episode_stages(task, runs) -> dict:
     latch = task.layout.qpos.start + task.model.joint('latch').qposadr[0]
-    return door_stages([ep.states[:, latch].max() for ep in runs],
-                       [ep.states[:, task.hinge_column].max() for ep in runs])
+    return door_stages([ep.states[:, latch] for ep in runs],
+                       [ep.states[:, task.hinge_column] for ep in runs])
 
 
 def door_rollout_stages(task, rollouts) -> dict:
     """door_stages of dataset rollouts, read from their observations (which hold both joints)."""
     terms = task.obs_terms()
     latch, hinge = terms.index('qpos:latch'), terms.index('qpos:door_hinge')
-    return door_stages([r.obs[:, latch].max() for r in rollouts],
-                       [r.obs[:, hinge].max() for r in rollouts])
+    return door_stages([r.obs[:, latch] for r in rollouts], [r.obs[:, hinge] for r in rollouts])
 
 
 STAGES = {'adroit_door': (door_episode_stages, door_rollout_stages)}
@@ -99,12 +107,12 @@ def progress(run_dir: Path, episodes: int = 0) -> dict:
             'minutes': sum(m.get(f'{p}_seconds', 0.0) for p in PHASES) / 60,
             'expert_seconds_per_rollout': m['expert_seconds'] / len(m['expert_returns']),
         })
-        dagger = [r for r in ckpt.dataset.rollouts
-                  if r.kind == 'dagger' and r.iteration == m['iteration'] - 1]  # 0-based
-        if task.name in STAGES and dagger:
-            # the policy drove these too (the expert only relabeled): more episodes per point
-            rows[-1]['dagger_rollouts'] = {'episodes': len(dagger),
-                                           **STAGES[task.name][1](task, dagger)}
+        for kind in ('expert', 'dagger'):   # the policy drove the DAgger rollouts too
+            made = [r for r in ckpt.dataset.rollouts
+                    if r.kind == kind and r.iteration == m['iteration'] - 1]  # 0-based
+            if task.name in STAGES and made:
+                rows[-1][f'{kind}_rollouts'] = {'episodes': len(made),
+                                                **STAGES[task.name][1](task, made)}
         if episodes:
             rows[-1]['bundle'] = bundle_episodes(
                 task, run_dir / 'bundles' / f'iter_{m["iteration"]:03d}.onnx', episodes)
@@ -148,10 +156,12 @@ def show(p: dict):
             if 'latch_turned' in b:
                 print(f', latch turned {b["latch_turned"]}, door moved {b["door_moved"]}',
                       end='')
-        d = r.get('dagger_rollouts')
-        if d:
-            print(f'  its {d["episodes"]} DAgger rollouts: latch turned {d["latch_turned"]}, '
-                  f'door moved {d["door_moved"]}', end='')
+        for kind in ('dagger', 'expert'):
+            d = r.get(f'{kind}_rollouts')
+            if d:
+                print(f'  {kind} rollouts: latch turned {d["latch_turned"]}/{d["episodes"]}'
+                      f' (median step {d["latch_turned_median_step"]}), door moved '
+                      f'{d["door_moved"]} (step {d["door_moved_median_step"]})', end='')
         print()
     if p['iterations']:
         print(f'  median {p["median_minutes_per_iteration"]:.1f} min per iteration '
