@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from apex_progress import door_stages  # noqa: E402
+from apex_progress import door_episode_stages  # noqa: E402
 
 from apex_ros.files import atomic_write_bytes, atomic_write_text  # noqa: E402
 from apex_ros.learning.apex.checkpoint import read_checkpoint  # noqa: E402
@@ -98,7 +98,8 @@ def main():
             runs = [run_episode(task, act, seed=EVAL_SEED + e, sim=sim)
                     for e in range(args.episodes)]
             row = {'seed': seed, 'train_mse': mse,
-                   'successes': int(sum(ep.success for ep in runs)), **door_stages(task, runs)}
+                   'successes': int(sum(ep.success for ep in runs)),
+                   **door_episode_stages(task, runs)}
             print(variant, row, flush=True)
             rows.append(row)
         results['variants'][variant] = {
