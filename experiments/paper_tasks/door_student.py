@@ -7,13 +7,16 @@ run's evaluation seeds), with how far short of success they got (apex_progress.d
                   rollouts so far (10, 20, 30, 40), constant learning rate (APEX Table 3)
   fresh           one fresh student, 1000 steps on all 40 rollouts
   fresh_cosine    one fresh student, 3000 steps, cosine learning rate
+  fresh_expert    one fresh student, 1000 steps on the 20 expert rollouts alone (no DAgger)
   *_norm          the same with train.normalize_actions (actions scaled to [-1, 1])
 
     python experiments/paper_tasks/door_student.py \
         experiments/paper_tasks/door_b45_iter1-2.npz experiments/paper_tasks/door_student.json
 
-The shard (committed) holds those 40 rollouts in the order the run added them; it was written
-from the run's checkpoint with `--save-shard` (runs/door_b45 at fff0b91, after 2 iterations).
+Variants already in the JSON (same shard, episodes and seeds) are kept; --variants NAME runs
+one more. The shard (committed) holds those 40 rollouts in the order the run added them; it
+was written from the run's checkpoint with `--save-shard` (runs/door_b45 at fff0b91, after 2
+iterations).
 """
 import argparse
 import io
@@ -39,22 +42,25 @@ from apex_ros.tasks import make_task  # noqa: E402
 
 EVAL_SEED = 777
 ROLLOUTS = 40
-# name -> (trainings on the first k rollouts, steps, schedule)
-REGIMES = {'continued': ((10, 20, 30, 40), 1000, 'constant'),
-           'fresh': ((40,), 1000, 'constant'),
-           'fresh_cosine': ((40,), 3000, 'cosine')}
+# name -> (trainings on the first k rollouts, steps, schedule, kinds of rollout used)
+BOTH = ('expert', 'dagger')
+REGIMES = {'continued': ((10, 20, 30, 40), 1000, 'constant', BOTH),
+           'fresh': ((40,), 1000, 'constant', BOTH),
+           'fresh_cosine': ((40,), 3000, 'cosine', BOTH),
+           'fresh_expert': ((40,), 1000, 'constant', ('expert',))}
 
 
 def student(task, rollouts, variant: str, seed: int):
-    trainings, steps, schedule = REGIMES[variant.removesuffix('_norm')]
+    trainings, steps, schedule, kinds = REGIMES[variant.removesuffix('_norm')]
     cfg = TrainConfig(steps=steps, lr_schedule=schedule,
                       normalize_actions=variant.endswith('_norm'))
     torch.manual_seed(seed)
     model = MLPPolicy(task.obs_dim, task.nu, cfg.hidden)
     optimizer, generator = make_optimizer(model, cfg), torch.Generator().manual_seed(seed)
     for k in trainings:
-        obs = np.concatenate([r.obs for r in rollouts[:k]])
-        actions = np.concatenate([r.actions for r in rollouts[:k]])
+        used = [r for r in rollouts[:k] if r.kind in kinds]
+        obs = np.concatenate([r.obs for r in used])
+        actions = np.concatenate([r.actions for r in used])
         mse = train_policy(model, optimizer, obs, actions, cfg, generator,
                            action_bounds=(task.action_low, task.action_high))
     return model, mse
@@ -85,6 +91,11 @@ def main():
     rollouts = Dataset.load(args.data).rollouts
     results = {'data': args.data, 'rollouts': len(rollouts), 'episodes': args.episodes,
                'eval_seed0': EVAL_SEED, 'variants': {}}
+    out = Path(args.out)
+    if out.exists():   # keep the variants not run now, when measured the same way
+        known = json.loads(out.read_text())
+        if all(known.get(k) == results[k] for k in ('data', 'episodes', 'eval_seed0')):
+            results['variants'] = known['variants']
     for variant in args.variants.split(','):
         rows = []
         for seed in map(int, args.seeds.split(',')):
