@@ -8,7 +8,8 @@ the door, so the best sample is a tie broken by chance). Then students are disti
 same states with either label (fresh, APEX Table 3 settings) and each is driven for
 --episodes episodes (seeds 777+, not the runs' evaluation seeds).
 
-    python experiments/paper_tasks/door_label_mean.py runs/door_b45/bundles/iter_004.onnx \
+    python experiments/paper_tasks/door_label_mean.py \
+        experiments/paper_tasks/door_b45_iter_004.onnx \
         experiments/paper_tasks/door_label_mean.npz experiments/paper_tasks/door_label_mean.json
 
 The rollouts (the costly part, ~3 CPU-min each) are kept in the .npz, one by one as they
