@@ -7,12 +7,14 @@ With --episodes N, every iteration's bundle (RUN/bundles/iter_NNN.onnx, the depl
 policy) is also driven for N episodes on seeds EVAL_SEED + e (not the run's own evaluation
 seeds): a steadier curve than the run's own evaluation where that has 1 episode. For Door,
 how far short of success its episodes got is also read, per iteration, from the run's DAgger
-rollouts in the dataset (driven by the policy trained on that iteration's expert rollouts).
+rollouts in the dataset (driven by the policy trained on that iteration's expert rollouts); with
+--snapshot those stages are also drawn to apex/<run>/stages.png beside the expert's pace.
 
     python experiments/paper_tasks/apex_progress.py runs/door_b45 runs/humanoid_b45 \
         --episodes 5 --snapshot
 """
 import argparse
+import io
 import json
 import statistics
 from pathlib import Path
@@ -135,6 +137,56 @@ def progress(run_dir: Path, episodes: int = 0) -> dict:
     }
 
 
+def plot_door_stages(p: dict, path: Path):
+    """How far Door's students got, per iteration, beside how fast its expert opens: the
+    share of episodes in which the latch turned / the door moved / it was a success, for the
+    bundle's episodes and the DAgger rollouts; the expert's median step of each."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    rows = p['iterations']
+    fig, (ax, ax_expert) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110,
+                                        gridspec_kw={'width_ratios': [3, 2]})
+    for key, style, label in (('bundle', '-o', 'bundle episodes'),
+                              ('dagger_rollouts', ':s', 'DAgger rollouts')):
+        for stage, color in (('latch_turned', 'tab:green'), ('door_moved', 'tab:orange'),
+                             ('successes', 'tab:red')):
+            points = [(r['iteration'], share(r[key], stage)) for r in rows if r.get(key)]
+            points = [(i, v) for i, v in points if v is not None]
+            if points:
+                ax.plot(*zip(*points), style, color=color, ms=4,
+                        label=f'{stage.replace("_", " ")} ({label})')
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_ylabel('share of episodes')
+    ax.set_title('the student')
+    for stage, color in (('latch_turned', 'tab:green'), ('door_moved', 'tab:orange')):
+        points = [(r['iteration'], r['expert_rollouts'][f'{stage}_median_step']) for r in rows
+                  if r.get('expert_rollouts')]
+        if points:
+            ax_expert.plot(*zip(*points), '--o', color=color, ms=4,
+                           label=f'{stage.replace("_", " ")} (median step)')
+    ax_expert.set_ylabel('step of the episode (of 200)')
+    ax_expert.set_title('the expert')
+    for a in (ax, ax_expert):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+        a.set_xlabel('APEX iteration')
+        a.grid(alpha=0.3)
+        a.legend(loc='best', fontsize='small')
+    fig.suptitle(f'{p["run"]}: how far Door\'s episodes got')
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png')
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def share(stages: dict, stage: str):
+    if stage == 'successes':   # DAgger rollouts record none
+        return stages.get('success_rate')
+    return stages[stage] / stages['episodes']
+
+
 def show(p: dict):
     print(f'{p["run"]}: APEX on {p["task"]} at budget {p["budget"]}, '
           f'{p["iterations_done"]}/{p["iterations_planned"]} iterations '
@@ -187,6 +239,8 @@ def main():
             for name in ('metrics.jsonl', 'learning_curve.png'):
                 if (run / name).exists():
                     atomic_write_bytes(out / p['run'] / name, (run / name).read_bytes())
+            if p['task'] == 'adroit_door' and p['iterations']:
+                plot_door_stages(p, out / p['run'] / 'stages.png')
     if args.snapshot:
         path = out / 'progress.json'
         known = json.loads(path.read_text()) if path.exists() else {}
