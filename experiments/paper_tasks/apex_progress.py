@@ -47,8 +47,8 @@ LATCH_FREE, DOOR_MOVED = 1.0, 0.2   # rad: the latch frees the door; DAPG's firs
 def door_stages(latches, hinges) -> dict:
     """How far Door's episodes got short of success, from each episode's latch and hinge angle
     per step: how many turned the latch (past LATCH_FREE) and moved the door (past
-    DOOR_MOVED), and the median step at which those that did first did, and the mean of the
-    episodes' widest openings."""
+    DOOR_MOVED), the median step of the first time (over the episodes that did), and the mean
+    of the episodes' widest openings."""
     def first_steps(angles, past):
         return [int(np.argmax(a > past)) for a in angles if a.max() > past]
 
