@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from apex_progress import door_episode_stages  # noqa: E402
+from door_student import EVAL_SEED, drive  # noqa: E402
 
 from apex_ros.config.run import load_run_config  # noqa: E402
 from apex_ros.deploy.bundle import PolicyBundle  # noqa: E402
@@ -36,10 +36,8 @@ from apex_ros.learning.student import MLPPolicy, make_optimizer, train_policy  #
 from apex_ros.learning.train_config import TrainConfig  # noqa: E402
 from apex_ros.planners import make_planner  # noqa: E402
 from apex_ros.sim.episodes import run_episode  # noqa: E402
-from apex_ros.sim.simulation import Simulation  # noqa: E402
 
 ROLLOUT_SEED = 900_000
-EVAL_SEED = 777
 ARM = slice(0, 4)
 
 
@@ -85,15 +83,6 @@ def student(task, obs, labels, seed: int):
     mse = train_policy(model, make_optimizer(model, cfg), obs, labels, cfg,
                        torch.Generator().manual_seed(seed))
     return model, mse
-
-
-def drive(task, model, episodes: int) -> dict:
-    def act(sim):
-        with torch.no_grad():
-            return model(torch.as_tensor(task.observe(sim.state()[None]))).numpy()[0], None
-    sim = Simulation(task)
-    runs = [run_episode(task, act, seed=EVAL_SEED + e, sim=sim) for e in range(episodes)]
-    return {'successes': int(sum(ep.success for ep in runs)), **door_episode_stages(task, runs)}
 
 
 def main():

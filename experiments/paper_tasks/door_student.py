@@ -66,6 +66,17 @@ def student(task, rollouts, variant: str, seed: int):
     return model, mse
 
 
+def drive(task, model, episodes: int) -> dict:
+    """A torch student driving `episodes` Door episodes (seeds EVAL_SEED + e): its successes
+    and how far short of success the rest got."""
+    def act(sim):
+        with torch.no_grad():
+            return model(torch.as_tensor(task.observe(sim.state()[None]))).numpy()[0], None
+    sim = Simulation(task)
+    runs = [run_episode(task, act, seed=EVAL_SEED + e, sim=sim) for e in range(episodes)]
+    return {'successes': int(sum(ep.success for ep in runs)), **door_episode_stages(task, runs)}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('data', help='the dataset shard (.npz), or with --save-shard a run directory')
@@ -101,16 +112,7 @@ def main():
         for seed in map(int, args.seeds.split(',')):
             model, mse = student(task, rollouts, variant, seed)
 
-            def act(sim, model=model):
-                with torch.no_grad():
-                    obs = torch.as_tensor(task.observe(sim.state()[None]))
-                    return model(obs).numpy()[0], None
-            sim = Simulation(task)
-            runs = [run_episode(task, act, seed=EVAL_SEED + e, sim=sim)
-                    for e in range(args.episodes)]
-            row = {'seed': seed, 'train_mse': mse,
-                   'successes': int(sum(ep.success for ep in runs)),
-                   **door_episode_stages(task, runs)}
+            row = {'seed': seed, 'train_mse': mse, **drive(task, model, args.episodes)}
             print(variant, row, flush=True)
             rows.append(row)
         results['variants'][variant] = {
