@@ -105,9 +105,10 @@ def test_dataset_keeps_latest_window():
     assert [r.iteration for r in ds.rollouts] == [2, 3, 4]
     obs, act = ds.arrays()
     assert obs.shape == (12, 2) and set(obs[:, 0]) == {2.0, 3.0, 4.0}
-    again = Dataset.from_bytes(ds.to_bytes())
-    assert [r.iteration for r in again.rollouts] == [2, 3, 4]
-    np.testing.assert_array_equal(again.arrays()[0], obs)
+    for compress in (False, True):   # a compressed shard loads the same
+        again = Dataset.from_bytes(ds.to_bytes(compress))
+        assert [r.iteration for r in again.rollouts] == [2, 3, 4]
+        np.testing.assert_array_equal(again.arrays()[0], obs)
 
 
 @pytest.mark.slow

@@ -55,7 +55,7 @@ class Dataset:
                 np.concatenate([r.actions for r in self.rollouts]).astype(np.float32))
 
     # --- persistence: one .npz, written atomically ----------------------------------------
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, compress: bool = False) -> bytes:
         arrays = {}
         meta = {'window': self.window, 'rollouts': []}
         for i, r in enumerate(self.rollouts):
@@ -64,7 +64,7 @@ class Dataset:
             meta['rollouts'].append({'kind': r.kind, 'iteration': r.iteration, 'info': r.info})
         arrays['meta'] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         buf = io.BytesIO()
-        np.savez(buf, **arrays)
+        (np.savez_compressed if compress else np.savez)(buf, **arrays)
         return buf.getvalue()
 
     @classmethod
@@ -89,8 +89,8 @@ class Dataset:
             raise refuse(f'{type(e).__name__}: {e}') from None
         return ds
 
-    def save(self, path):
-        atomic_write_bytes(path, self.to_bytes())
+    def save(self, path, compress: bool = False):
+        atomic_write_bytes(path, self.to_bytes(compress))
 
     @classmethod
     def load(cls, path):

@@ -19,7 +19,6 @@ was written from the run's checkpoint with `--save-shard` (runs/door_b45 at fff0
 iterations).
 """
 import argparse
-import io
 import json
 import sys
 from pathlib import Path
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from apex_progress import door_episode_stages  # noqa: E402
 
-from apex_ros.files import atomic_write_bytes, atomic_write_text  # noqa: E402
+from apex_ros.files import atomic_write_text  # noqa: E402
 from apex_ros.learning.apex.checkpoint import read_checkpoint  # noqa: E402
 from apex_ros.learning.dataset import Dataset  # noqa: E402
 from apex_ros.learning.student import MLPPolicy, make_optimizer, train_policy  # noqa: E402
@@ -92,10 +91,7 @@ def main():
         shard = Dataset(ROLLOUTS)
         for r in read_checkpoint(args.data).dataset.rollouts[:ROLLOUTS]:
             shard.add(r)
-        arrays = dict(np.load(io.BytesIO(shard.to_bytes())))
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        atomic_write_bytes(args.out, buf.getvalue())
+        shard.save(args.out, compress=True)
         print(f'-> {args.out}')
         return
     task = make_task('adroit_door')
