@@ -8,7 +8,7 @@ p) next to the paper's Table 4. Writes one JSON file.
     python experiments/paper_tasks/cpu_cost.py experiments/paper_tasks/cpu_cost.json
 """
 import argparse
-import importlib.util
+import sys
 import time
 from pathlib import Path
 
@@ -19,21 +19,18 @@ from apex_ros.cli.bench import environment, write_json
 from apex_ros.config.run import load_run_config
 from apex_ros.sim.simulation import Simulation
 
-ROOT = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location(
-    'apex_scaling_projection', ROOT / 'benchmarks' / 'apex_scaling_projection.py')
-projection = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(projection)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks import apex_scaling_projection as projection  # noqa: E402
 
-# (name, task, --set items, APEX rollouts per iteration n, Table 4 minutes at 32 cores)
+# (name, task, --set items, APEX rollouts per iteration n)
 SETTINGS = (
-    ('adroit_door_b45', 'adroit_door', [], 10, 25.1),
-    ('humanoid_standup_b100', 'humanoid_standup', [], 1, None),
+    ('adroit_door_b45', 'adroit_door', [], 10),
+    ('humanoid_standup_b100', 'humanoid_standup', [], 1),
     ('humanoid_standup_b45', 'humanoid_standup',
-     ['planner.budget=45', 'planner.iterations=2'], 1, 5.3),
-    ('fetch_pick_and_place_b100', 'fetch_pick_and_place', [], 25, 29.5),
+     ['planner.budget=45', 'planner.iterations=2'], 1),
+    ('fetch_pick_and_place_b100', 'fetch_pick_and_place', [], 25),
     ('fetch_pick_and_place_b45', 'fetch_pick_and_place',
-     ['planner.budget=45', 'planner.iterations=2'], 25, 20.0),
+     ['planner.budget=45', 'planner.iterations=2'], 25),
 )
 
 
@@ -69,8 +66,9 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     results = {}
-    for name, task_name, sets, n, table4 in SETTINGS:
+    for name, task_name, sets, n in SETTINGS:
         cfg = load_run_config(task_name, sets=['rollout.threads=1', *sets])
+        table4 = projection.TABLE_4.get((task_name, cfg.planner.budget), {}).get('total')
         step_cpu, plan_over_physics, task = planning_cpu(cfg, args.steps, args.seed)
         train = projection.training_seconds(task.obs_dim, task.nu, clock=time.process_time)
         r = {'task': task_name, 'sets': sets, 'populations': [
