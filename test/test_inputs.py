@@ -378,21 +378,27 @@ def test_sim_node_publishes_inputs_takes_a_goal_and_serves_joint_states_faster(
 
 
 @pytest.mark.slow
-def test_door_observation_from_the_sim_node_topics_is_the_full_state_s(ros_probe, tmp_path):
-    """Door's observation reads the palm's and the handle's positions (site terms): the sim
-    node publishes them by forward kinematics; from its /joint_states and those two inputs the
-    executor's InputObservation gives exactly the task's observation of the full state of the
-    same instant, the palm-to-handle offset included."""
+@pytest.mark.parametrize('name, inputs', [
+    ('adroit_door', ['palm', 'handle']),
+    ('fetch_pick_and_place', ['goal', 'object0', 'object0_twist']),
+    ('halfcheetah_run', [])])
+def test_observation_from_the_sim_node_topics_is_the_full_state_s(ros_probe, tmp_path, name,
+                                                                   inputs):
+    """A bundle's observation rebuilt from what the sim node publishes (/joint_states and
+    the task's inputs: Door's palm and handle by forward kinematics, Fetch's goal and box
+    pose and twist) by the executor's InputObservation is exactly the task's observation of
+    the full state of the same instant (Door's palm-to-handle offset included)."""
     node, executor, procs = ros_probe
-    door = make_task('adroit_door')
-    b = PolicyBundle(bundle_bytes(MLPPolicy(door.obs_dim, door.nu, (8,)), door, 1))
-    assert [spec.name for spec in b.inputs] == ['palm', 'handle']
+    task = make_task(name)
+    b = PolicyBundle(bundle_bytes(MLPPolicy(task.obs_dim, task.nu, (8,)), task, 1))
+    assert [spec.name for spec in b.inputs] == inputs
     joints = Collector(node, JointState, protocol.JOINT_STATES)
-    points = {spec.name: Collector(node, PointStamped, spec.topic) for spec in b.inputs}
+    messages = {spec.name: Collector(node, rosutil.message_class(spec.type), spec.topic)
+                for spec in b.inputs}
     full = Collector(node, Float64MultiArray, protocol.FULL_STATE)
     log = tmp_path / 'sim.log'
     procs.start(sim_node_cmd(), 'sim', log_path=log,
-                params={'task': 'adroit_door', 'mode': 'realtime', 'set': LONG})
+                params={'task': name, 'mode': 'realtime', 'set': LONG})
     assert full.wait(5, timeout=30.0, spin=executor), log.read_text()
 
     def stamp(msg):
@@ -400,24 +406,22 @@ def test_door_observation_from_the_sim_node_topics_is_the_full_state_s(ros_probe
     observe = InputObservation(b.obs_terms, b.inputs)
 
     def instants():
-        """(full state, joint states, inputs) of the instants all three topics were received
-        (each subscription may have matched later than the full state's)."""
+        """(full state, joint states, inputs) of the instants all topics were received (each
+        subscription may have matched later than the full state's)."""
+        by_stamp = [{stamp(m): m for m in c.msgs} for c in (joints, *messages.values())]
         out = []
         for msg in list(full.msgs):
-            state = protocol.unpack_full_state(msg.data, door.layout.size, door.model.nv).state
-            t = round(state[0], 6)
-            js = next((m for m in joints.msgs if stamp(m) == t), None)
-            got = {name: next((m for m in c.msgs if stamp(m) == t), None)
-                   for name, c in points.items()}
-            if js is not None and None not in got.values():
-                out.append((state, js, got))
+            state = protocol.unpack_full_state(msg.data, task.layout.size, task.model.nv).state
+            got = [seen.get(round(state[0], 6)) for seen in by_stamp]
+            if None not in got:
+                out.append((state, got[0], dict(zip(messages, got[1:]))))
         return out
     assert wait_for(lambda: len(instants()) >= 3, 30.0, executor), log.read_text()
     for state, js, got in instants():
         latest = {spec.name: received(spec, 1.0, got[spec.name]) for spec in b.inputs}
         obs = observe(js.name, js.position, js.velocity, latest, 1.0)
-        np.testing.assert_allclose(obs, door.observe(state), atol=1e-6)
-        assert got['handle'].header.frame_id == 'world'
+        np.testing.assert_allclose(obs, task.observe(state), atol=1e-6)
+        assert all(m.header.frame_id == 'world' for m in got.values())
 
 
 def test_sim_node_refuses_a_state_rate_that_does_not_split_a_control_step(ros_probe, tmp_path):
