@@ -5,10 +5,12 @@ metrics.jsonl and learning_curve.png are copied to experiments/paper_tasks/apex/
 figures written to experiments/paper_tasks/apex/progress.json (runs/ is not committed).
 With --episodes N, every iteration's bundle (RUN/bundles/iter_NNN.onnx, the deployed ONNX
 policy) is also driven for N episodes on seeds EVAL_SEED + e (not the run's own evaluation
-seeds): a steadier curve than the run's own evaluation where that has 1 episode. For Door,
-how far short of success its episodes got is also read, per iteration, from the run's DAgger
-rollouts in the dataset (driven by the policy trained on that iteration's expert rollouts); with
---snapshot those stages are also drawn to apex/<run>/stages.png beside the expert's pace.
+seeds): a steadier curve than the run's own evaluation where that has 1 episode. For Door
+and Fetch, how far short of success their episodes got (Door: latch turned, door moved;
+Fetch: box moved, box lifted) is read from those episodes and, per iteration, from the
+run's expert and DAgger rollouts in the dataset (DAgger's driven by the policy trained on that
+iteration's expert rollouts); with --snapshot those stages are also drawn to
+apex/<run>/stages.png beside the expert's pace.
 
     python experiments/paper_tasks/apex_progress.py runs/door_b45 runs/humanoid_b45 \
         --episodes 5 --snapshot
@@ -23,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from apex_ros.deploy.bundle import PolicyBundle
+from apex_ros.deploy.observation import parse_term
 from apex_ros.files import atomic_write_bytes, atomic_write_text
 from apex_ros.learning.apex.checkpoint import read_checkpoint
 from apex_ros.sim.episodes import run_episode
@@ -41,44 +44,65 @@ PHASES = ('expert', 'train_expert', 'dagger', 'train_dagger')
 EVAL_SEED = 50_000
 
 
-LATCH_FREE, DOOR_MOVED = 1.0, 0.2   # rad: the latch frees the door; DAPG's first bounty
+# How far a task's episodes got short of success: per stage, a per-step series of the state
+# and the value it must pass. Door: the latch turned far enough to free the door, the door
+# moved (DAPG's first bounty); Fetch: the box moved 2 cm (pushed or carried), the box 2 cm up.
+THRESHOLDS = {'latch_turned': 1.0, 'door_moved': 0.2,     # rad
+              'box_moved': 0.02, 'box_lifted': 0.02}     # m
 
 
-def door_stages(latches, hinges) -> dict:
-    """How far Door's episodes got short of success, from each episode's latch and hinge angle
-    per step: how many turned the latch (past LATCH_FREE) and moved the door (past
-    DOOR_MOVED), the median step of the first time (over the episodes that did), and the mean
-    of the episodes' widest openings."""
-    def first_steps(angles, past):
-        return [int(np.argmax(a > past)) for a in angles if a.max() > past]
-
-    def median(steps):
-        return float(np.median(steps)) if steps else None
-    latched, moved = first_steps(latches, LATCH_FREE), first_steps(hinges, DOOR_MOVED)
-    return {'latch_turned': len(latched), 'door_moved': len(moved),
-            'latch_turned_median_step': median(latched), 'door_moved_median_step': median(moved),
-            'max_hinge_mean': float(np.mean([h.max() for h in hinges]))}
-
-
-def door_episode_stages(task, runs) -> dict:
+def door_series(task, states) -> dict:
     latch = task.layout.qpos.start + task.model.joint('latch').qposadr[0]
-    return door_stages([ep.states[:, latch] for ep in runs],
-                       [ep.states[:, task.hinge_column] for ep in runs])
+    return {'latch_turned': states[:, latch], 'door_moved': states[:, task.hinge_column]}
 
 
-def door_rollout_stages(task, rollouts) -> dict:
-    """door_stages of dataset rollouts, read from their observations (which hold both joints)."""
-    terms = task.obs_terms()
-    latch, hinge = terms.index('qpos:latch'), terms.index('qpos:door_hinge')
-    return door_stages([r.obs[:, latch] for r in rollouts], [r.obs[:, hinge] for r in rollouts])
+def fetch_series(task, states) -> dict:
+    x = task.layout.qpos.start + task.box_qpos.start   # the box's free joint: x, y, z, quat
+    box = states[:, x:x + 3]
+    return {'box_moved': np.linalg.norm(box - box[0], axis=1),
+            'box_lifted': box[:, 2] - box[0, 2]}
 
 
-STAGES = {'adroit_door': (door_episode_stages, door_rollout_stages)}
+SERIES = {'adroit_door': door_series, 'fetch_pick_and_place': fetch_series}
+
+
+def stages(task, states_per_episode) -> dict:
+    """How many episodes passed each stage of the task (SERIES, THRESHOLDS) and the median
+    step they first did (over the episodes that did); for Door also the mean of the
+    episodes' widest openings."""
+    series = [SERIES[task.name](task, states) for states in states_per_episode]
+    out = {}
+    for stage, past in THRESHOLDS.items():
+        if stage in series[0]:
+            steps = [int(np.argmax(s[stage] > past)) for s in series if s[stage].max() > past]
+            out[stage] = len(steps)
+            out[f'{stage}_median_step'] = float(np.median(steps)) if steps else None
+    if task.name == 'adroit_door':
+        out['max_hinge_mean'] = float(np.mean([s['door_moved'].max() for s in series]))
+    return out
+
+
+def episode_stages(task, runs) -> dict:
+    return stages(task, [ep.states for ep in runs])
+
+
+def rollout_stages(task, rollouts) -> dict:
+    """stages of dataset rollouts, from their observations: the joint and extra-state terms
+    are written back into states (the joints Door's and Fetch's stages read are among them)."""
+    obs = task.observation
+    read = [i for i, term in enumerate(obs.terms)
+            if parse_term(term).kind in ('qpos', 'qvel', 'extra')]
+    states = []
+    for r in rollouts:
+        x = np.zeros((len(r.obs), task.layout.size))
+        x[:, obs.columns[read]] = r.obs[:, read]
+        states.append(x)
+    return stages(task, states)
 
 
 def bundle_episodes(task, path: Path, episodes: int) -> dict | None:
     """The bundle at `path` driving `episodes` episodes: mean, std, success rate (and for
-    Door how far short of success: door_stages); None when it observes otherwise than the
+    Door and Fetch how far short of success: stages); None when it observes otherwise than the
     task does now."""
     bundle = PolicyBundle(path)
     if bundle.obs_dim != task.obs_dim:
@@ -88,9 +112,9 @@ def bundle_episodes(task, path: Path, episodes: int) -> dict | None:
                         seed=EVAL_SEED + e, sim=sim) for e in range(episodes)]
     returns = [ep.ret for ep in runs]
     success = None if runs[0].success is None else float(np.mean([ep.success for ep in runs]))
-    stages = STAGES[task.name][0](task, runs) if task.name in STAGES else {}
+    got = episode_stages(task, runs) if task.name in SERIES else {}
     return {'episodes': episodes, 'return_mean': float(np.mean(returns)),
-            'return_std': float(np.std(returns)), 'success_rate': success, **stages}
+            'return_std': float(np.std(returns)), 'success_rate': success, **got}
 
 
 def progress(run_dir: Path, episodes: int = 0) -> dict:
@@ -112,9 +136,9 @@ def progress(run_dir: Path, episodes: int = 0) -> dict:
         for kind in ('expert', 'dagger'):   # the policy drove the DAgger rollouts too
             made = [r for r in ckpt.dataset.rollouts
                     if r.kind == kind and r.iteration == m['iteration'] - 1]  # 0-based
-            if task.name in STAGES and made:
+            if task.name in SERIES and made:
                 rows[-1][f'{kind}_rollouts'] = {'episodes': len(made),
-                                                **STAGES[task.name][1](task, made)}
+                                                **rollout_stages(task, made)}
         if episodes:
             rows[-1]['bundle'] = bundle_episodes(
                 task, run_dir / 'bundles' / f'iter_{m["iteration"]:03d}.onnx', episodes)
@@ -137,21 +161,23 @@ def progress(run_dir: Path, episodes: int = 0) -> dict:
     }
 
 
-def plot_door_stages(p: dict, path: Path):
-    """How far Door's students got, per iteration, beside how fast its expert opens: the
-    share of episodes in which the latch turned / the door moved / it was a success, for the
-    bundle's episodes and the DAgger rollouts; the expert's median step of each."""
+def plot_stages(p: dict, path: Path):
+    """How far the students got, per iteration, beside the expert's pace: the share of
+    episodes that passed each stage (Door: the latch turned, the door moved; Fetch: the box
+    moved, the box lifted) and that succeeded, for the bundle's episodes and the DAgger
+    rollouts; the expert's median step of each stage."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
     rows = p['iterations']
+    names = [s for s in THRESHOLDS if any(s in (r.get('expert_rollouts') or {}) for r in rows)]
+    colors = dict(zip(names, ('tab:green', 'tab:orange')))
     fig, (ax, ax_expert) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110,
                                         gridspec_kw={'width_ratios': [3, 2]})
     for key, style, label in (('bundle', '-o', 'bundle episodes'),
                               ('dagger_rollouts', ':s', 'DAgger rollouts')):
-        for stage, color in (('latch_turned', 'tab:green'), ('door_moved', 'tab:orange'),
-                             ('successes', 'tab:red')):
+        for stage, color in (*colors.items(), ('successes', 'tab:red')):
             points = [(r['iteration'], share(r[key], stage)) for r in rows if r.get(key)]
             points = [(i, v) for i, v in points if v is not None]
             if points:
@@ -160,20 +186,20 @@ def plot_door_stages(p: dict, path: Path):
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel('share of episodes')
     ax.set_title('the student')
-    for stage, color in (('latch_turned', 'tab:green'), ('door_moved', 'tab:orange')):
+    for stage, color in colors.items():
         points = [(r['iteration'], r['expert_rollouts'][f'{stage}_median_step']) for r in rows
                   if r.get('expert_rollouts')]
         if points:
             ax_expert.plot(*zip(*points), '--o', color=color, ms=4,
                            label=f'{stage.replace("_", " ")} (median step)')
-    ax_expert.set_ylabel('step of the episode (of 200)')
+    ax_expert.set_ylabel('step of the episode')
     ax_expert.set_title('the expert')
     for a in (ax, ax_expert):
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
         a.set_xlabel('APEX iteration')
         a.grid(alpha=0.3)
         a.legend(loc='best', fontsize='small')
-    fig.suptitle(f'{p["run"]}: how far Door\'s episodes got')
+    fig.suptitle(f'{p["run"]}: how far {p["task"]}\'s episodes got')
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format='png')
@@ -205,15 +231,15 @@ def show(p: dict):
             rate = '' if b['success_rate'] is None else f' ({b["success_rate"]:.2f})'
             print(f'  bundle over {b["episodes"]}: {b["return_mean"]:10.1f} ± '
                   f'{b["return_std"]:8.1f}{rate}', end='')
-            if 'latch_turned' in b:
-                print(f', latch turned {b["latch_turned"]}, door moved {b["door_moved"]}',
-                      end='')
+            print(''.join(f', {stage.replace("_", " ")} {b[stage]}'
+                          for stage in THRESHOLDS if stage in b), end='')
         for kind in ('dagger', 'expert'):
             d = r.get(f'{kind}_rollouts')
             if d:
-                print(f'  {kind} rollouts: latch turned {d["latch_turned"]}/{d["episodes"]}'
-                      f' (median step {d["latch_turned_median_step"]}), door moved '
-                      f'{d["door_moved"]} (step {d["door_moved_median_step"]})', end='')
+                print(f'  {kind} rollouts of {d["episodes"]}:' + ','.join(
+                    f' {stage.replace("_", " ")} {d[stage]} (median step '
+                    f'{d[stage + "_median_step"]})' for stage in THRESHOLDS if stage in d),
+                    end='')
         print()
     if p['iterations']:
         print(f'  median {p["median_minutes_per_iteration"]:.1f} min per iteration '
@@ -239,8 +265,8 @@ def main():
             for name in ('metrics.jsonl', 'learning_curve.png'):
                 if (run / name).exists():
                     atomic_write_bytes(out / p['run'] / name, (run / name).read_bytes())
-            if p['task'] == 'adroit_door' and p['iterations']:
-                plot_door_stages(p, out / p['run'] / 'stages.png')
+            if p['task'] in SERIES and p['iterations']:
+                plot_stages(p, out / p['run'] / 'stages.png')
     if args.snapshot:
         path = out / 'progress.json'
         known = json.loads(path.read_text()) if path.exists() else {}

@@ -1,7 +1,7 @@
 """How should Door's student be trained? Students distilled from the same Door APEX data (the
 first two iterations of `runs/door_b45`: 10 expert + 10 DAgger rollouts each, DAPG's
 observation), trained several ways, each driven for --episodes episodes (seeds 777+, not the
-run's evaluation seeds), with how far short of success they got (apex_progress.door_stages):
+run's evaluation seeds), with how far short of success they got (apex_progress.stages):
 
   continued       the run's regime: one student trained 1000 steps after each phase on the
                   rollouts so far (10, 20, 30, 40), constant learning rate (APEX Table 3)
@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from apex_progress import door_episode_stages  # noqa: E402
+from apex_progress import episode_stages  # noqa: E402
 
 from apex_ros.files import atomic_write_text  # noqa: E402
 from apex_ros.learning.apex.checkpoint import read_checkpoint  # noqa: E402
@@ -73,7 +73,7 @@ def drive(task, model, episodes: int) -> dict:
             return model(torch.as_tensor(task.observe(sim.state()[None]))).numpy()[0], None
     sim = Simulation(task)
     runs = [run_episode(task, act, seed=EVAL_SEED + e, sim=sim) for e in range(episodes)]
-    return {'successes': int(sum(ep.success for ep in runs)), **door_episode_stages(task, runs)}
+    return {'successes': int(sum(ep.success for ep in runs)), **episode_stages(task, runs)}
 
 
 def main():
