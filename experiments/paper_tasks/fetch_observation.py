@@ -58,7 +58,7 @@ GYM_TERMS = (xyz(f'site:{GRIP}[{{i}}]') + xyz(f'qpos:{BOX}:joint[{{i}}]')
              + tuple(f'qvel:{f}' for f in FINGERS) + xyz('extra:goal[{i}]'))
 
 
-def episode_stages(task, states) -> dict:
+def how_far(task, states) -> dict:
     """How far an episode got: closest gripper-to-box distance, box lifted, final distance."""
     grip = Observation(task.model, xyz(f'site:{GRIP}[{{i}}]'), task.layout, task.prepare)
     box = task.layout.qpos.start + task.model.joint(f'{BOX}:joint').qposadr[0]
@@ -113,7 +113,7 @@ def main():
             sim, episodes = Simulation(task), []
             for e in range(args.episodes):
                 ep = run_episode(task, act, seed=EVAL_SEED + e, sim=sim)
-                episodes.append({'success': bool(ep.success), **episode_stages(task, ep.states)})
+                episodes.append({'success': bool(ep.success), **how_far(task, ep.states)})
             row = {'seed': seed, 'train_mse': mse,
                    'successes': sum(e['success'] for e in episodes),
                    'reached': sum(e['closest_m'] <= REACHED for e in episodes),
