@@ -112,8 +112,8 @@ def test_sim_node_rejects_wrong_size_and_non_finite_commands(node, tmp_path, car
 
 
 def test_planner_publishes_its_plan_throttled(node, tmp_path, cartpole):
-    """/apex/plan: at most plan_rate per second whatever the state rate, and the predicted
-    positions start at the planned state."""
+    """/apex/plan: at most plan_rate per second whatever the state rate, the predicted
+    positions start at the planned state, and a viewer that subscribes late gets the last."""
     procs = rosutil.NodeProcesses()
     procs.start(rosutil.executable('planner_node', 'apex_ros.ros.nodes.planner_node'),
                 'planner', {'active': True, 'plan_rate': 2.0, 'threads': 1,
@@ -143,21 +143,24 @@ def test_planner_publishes_its_plan_throttled(node, tmp_path, cartpole):
                 assert len(commands.msgs) == step + 1, step
                 sim.step(protocol.unpack_command(commands.msgs[-1].data, [0], 'commands'))
         drive(10, 0)                 # no subscriber yet
-        plans = rosutil.Collector(node, Float64MultiArray, protocol.PLAN, qos.MONITOR)
-        publisher_seen = rosutil.wait_for(
-            lambda: plans.sub.get_publisher_count() > 0, 30, spin=node)
-        assert publisher_seen
+        plans = rosutil.Collector(node, Float64MultiArray, protocol.PLAN, qos.PLAN)
+        # the late subscriber still gets the last plan, of a step already planned
+        assert rosutil.wait_for(lambda: plans.msgs, 30, spin=node)
+        late = protocol.unpack_plan(plans.msgs[0].data, cartpole.model.nq, 2)
+        assert late.step < 10
         t0 = time.monotonic()
         start_step = 10
         drive(40, start_step)
         elapsed = time.monotonic() - t0
         rosutil.wait_for(lambda: False, 0.3, spin=node)   # the last plan in flight
-        assert 1 <= len(plans.msgs) <= 2.0 * elapsed + 1, (len(plans.msgs), elapsed)
-        assert len(plans.msgs) < 40                         # throttled, not one per state
-        plan = protocol.unpack_plan(plans.msgs[0].data, cartpole.model.nq, 2)
-        assert plan.step >= start_step and plan.qpos.shape == (9, cartpole.model.nq)
-        np.testing.assert_array_equal(plan.qpos[0], cartpole.qpos(sent[plan.step]))
-        assert 0 < plan.plan_seconds < 5
+        fresh = [protocol.unpack_plan(m.data, cartpole.model.nq, 2) for m in plans.msgs[1:]]
+        assert 1 <= len(fresh) <= 2.0 * elapsed + 1, (len(fresh), elapsed)
+        assert len(fresh) < 40                              # throttled, not one per state
+        for plan in (late, fresh[0]):
+            assert plan.qpos.shape == (9, cartpole.model.nq)
+            np.testing.assert_array_equal(plan.qpos[0], cartpole.qpos(sent[plan.step]))
+            assert 0 < plan.plan_seconds < 5
+        assert fresh[0].step >= start_step
     finally:
         procs.stop_all()
 
@@ -207,7 +210,7 @@ def test_graph_trains_a_policy_and_the_executor_drives_the_sim(node, tmp_path, c
     log = tmp_path / 'apex.log'
     run, bag = tmp_path / 'run', tmp_path / 'bag'
     # what a viewer sees: the planner's throttled plans and the trainer's status
-    plans = rosutil.Collector(node, Float64MultiArray, protocol.PLAN, qos.MONITOR)
+    plans = rosutil.Collector(node, Float64MultiArray, protocol.PLAN, qos.PLAN)
     statuses = rosutil.Collector(node, String, protocol.STATUS, QoSProfile(
         depth=100, reliability=ReliabilityPolicy.RELIABLE,
         durability=DurabilityPolicy.TRANSIENT_LOCAL))   # keeps every status, not the last

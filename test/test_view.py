@@ -315,7 +315,7 @@ def test_live_page_in_a_browser_moves_with_joint_states_and_updates_plots(
     joints = pub.create_publisher(JointState, protocol.JOINT_STATES, qos.STATE_PUB)
     returns = pub.create_publisher(Float64, protocol.EPISODE_RETURN, qos.EVENT)
     status = pub.create_publisher(String, protocol.STATUS, qos.STATUS)
-    plans = pub.create_publisher(Float64MultiArray, protocol.PLAN, qos.MONITOR)
+    plans = pub.create_publisher(Float64MultiArray, protocol.PLAN, qos.PLAN)
     commands = pub.create_publisher(Float64MultiArray, protocol.command_topic(
         protocol.DEFAULT_CONTROLLER), qos.COMMAND)
     for publisher in (joints, returns, plans, commands):

@@ -100,7 +100,9 @@ EVENT_QOS = {'reliability': 'reliable', 'depth': 100}       # rewards, returns
 # planner's writer has not matched yet (discovery takes up to seconds under load) would miss
 # them. Transient local: a late match still receives the history (readers filter episodes).
 DEMONSTRATIONS_QOS = {**FULL_STATE_QOS, 'durability': 'transient_local'}
-MONITOR_QOS = {'reliability': 'best_effort', 'depth': 1}    # PLAN: the latest is all that counts
+# PLAN: the latest is all that counts, and it is kept for a viewer that opens while the planner
+# idles (the executor drives, the trainer relabels): it draws the last plan, not nothing
+PLAN_QOS = BUNDLE_QOS
 # a late subscriber gets the run's recent statuses in order, ending with the current one
 # (a viewer keeping depth 1 sees just that)
 STATUS_QOS = {**BUNDLE_QOS, 'depth': 64}

@@ -9,8 +9,9 @@ it publishes a command for each new state; it always publishes its (observation,
 demonstrations when it plans. The policy that guides it (warm start, policy samples, guidance
 cost) is the bundle named by the `policy` parameter, settable at runtime (validated before
 use), or announced on /apex/policy_bundle. For viewers it publishes, at most `plan_rate` times
-a second and only while someone subscribes, its best sequence's predicted positions, planning
-time and lambda_j on /apex/plan (one extra batch-1 rollout, after the command is out).
+a second (0: never), its best sequence's predicted positions, planning time and lambda_j on
+/apex/plan, the last one kept for late viewers (one extra batch-1 rollout, after the command is
+out: a small fraction of a plan's budget x iterations rollouts).
 Relabeling (DAgger) is not a service of this node: the trainer runs its own planner of the
 same config and seed in-process, which gives the same labels.
 """
@@ -82,7 +83,7 @@ class PlannerNode(Node):
         self.send = self._command_sender(controller)
         self.pub_demo = self.create_publisher(Float64MultiArray, protocol.DEMONSTRATIONS,
                                               qos.DEMONSTRATIONS)
-        self.pub_plan = self.create_publisher(Float64MultiArray, protocol.PLAN, qos.MONITOR)
+        self.pub_plan = self.create_publisher(Float64MultiArray, protocol.PLAN, qos.PLAN)
         if source == 'full_state':
             self.create_subscription(Float64MultiArray, protocol.FULL_STATE, self.on_full_state,
                                      qos.STATE)
@@ -226,11 +227,10 @@ class PlannerNode(Node):
         self.publish_plan(episode, step, state, warmstart, result)
 
     def publish_plan(self, episode, step, state, warmstart, result):
-        """The best sequence's predicted positions on PLAN, throttled to plan_rate and only
-        with a subscriber: one batch-1 rollout, after the command went out."""
+        """The best sequence's predicted positions on PLAN, throttled to plan_rate: one
+        batch-1 rollout, after the command went out."""
         now = time.monotonic()
-        if (self.plan_period is None or now - self.plan_published < self.plan_period
-                or self.pub_plan.get_subscription_count() == 0):
+        if self.plan_period is None or now - self.plan_published < self.plan_period:
             return
         self.plan_published = now
         states, _ = self.planner.rollouts.run(state, result.sequence[None], warmstart)

@@ -70,7 +70,7 @@ class VizNode(Node):
                                   lambda _: None, qos.STATE, raw=True)
         self.create_timer(1.0 / REFRESH_HZ, self.take_latest)
         sub = self.create_subscription
-        sub(Float64MultiArray, protocol.PLAN, self.on_plan, qos.MONITOR)
+        sub(Float64MultiArray, protocol.PLAN, self.on_plan, qos.PLAN)
         sub(String, protocol.STATUS, self.on_status, qos.STATUS)
         sub(Float64, protocol.EPISODE_RETURN, lambda m: self.page.on_episode_return(m.data),
             qos.EVENT)
