@@ -6,7 +6,6 @@ limited to localhost. Synchronize on conditions (wait_for and friends), never on
 discovery alone takes 0.04-2.75 s.
 """
 import contextlib
-import importlib
 import os
 import random
 import shutil
@@ -106,12 +105,6 @@ def ros_arg(value) -> str:
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'" if value else "''"
     return repr(value)
-
-
-def message_class(type_name: str):
-    """The rclpy message class of 'package/Name' (an input's declared type)."""
-    package, _, name = type_name.partition('/')
-    return getattr(importlib.import_module(f'{package}.msg'), name)
 
 
 def executable(name, module):

@@ -99,7 +99,7 @@ def test_planner_on_a_robot_builds_the_state_from_joint_states_and_inputs(probe,
     values = {'goal': goal, 'object0': state[lay.qpos][fetch.box_qpos],
               'object0_twist': np.zeros(6)}
     publishers = {spec.name: (spec, node.create_publisher(
-        rosutil.message_class(spec.type), spec.topic, 10)) for spec in fetch.inputs()}
+        protocol.message_class(spec.type), spec.topic, 10)) for spec in fetch.inputs()}
     states = node.create_publisher(JointState, protocol.JOINT_STATES, 10)
     demos = rosutil.Collector(node, Float64MultiArray, protocol.DEMONSTRATIONS)
     log = tmp_path / 'planner.log'
@@ -118,7 +118,7 @@ def test_planner_on_a_robot_builds_the_state_from_joint_states_and_inputs(probe,
 
     def send_all():
         for spec, pub in publishers.values():
-            msg = fill_message(spec, rosutil.message_class(spec.type)(), values[spec.name])
+            msg = fill_message(spec, protocol.message_class(spec.type)(), values[spec.name])
             msg.header.frame_id = spec.frame
             pub.publish(msg)
         states.publish(joint_state)

@@ -393,7 +393,7 @@ def test_observation_from_the_sim_node_topics_is_the_full_state_s(ros_probe, tmp
     b = PolicyBundle(bundle_bytes(MLPPolicy(task.obs_dim, task.nu, (8,)), task, 1))
     assert [spec.name for spec in b.inputs] == inputs
     joints = Collector(node, JointState, protocol.JOINT_STATES)
-    messages = {spec.name: Collector(node, rosutil.message_class(spec.type), spec.topic)
+    messages = {spec.name: Collector(node, protocol.message_class(spec.type), spec.topic)
                 for spec in b.inputs}
     full = Collector(node, Float64MultiArray, protocol.FULL_STATE)
     log = tmp_path / 'sim.log'

@@ -276,3 +276,14 @@ def test_the_viz_node_is_optional_in_both_graphs(graph, items):
     viz = [s for s in with_viz if s.executable == 'viz_node']
     assert len(viz) == 1 and ('port', '8123') in viz[0].params
     assert [s.executable for s in with_viz if s.executable != 'viz_node'] == without
+
+
+def test_message_class_takes_an_inputs_and_a_bags_type_name_and_names_a_bad_one():
+    from geometry_msgs.msg import PoseStamped
+    assert protocol.message_class('geometry_msgs/PoseStamped') is PoseStamped
+    assert protocol.message_class('geometry_msgs/msg/PoseStamped') is PoseStamped
+    for bad, why in (('geometry_msgs/srv/PoseStamped', 'expected'), ('PoseStamped', 'expected'),
+                     ('geometry_msgs/NoSuchMsg', 'not importable'),
+                     ('no_such_msgs/Pose', 'not importable')):
+        with pytest.raises(ApexError, match=f"message type '{bad}': {why}"):
+            protocol.message_class(bad)

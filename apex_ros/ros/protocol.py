@@ -35,11 +35,30 @@ interface package, so the reply's structure lives in the JSON text instead. The 
 set_active is std_srvs/SetBool; the recorder's pause/resume/split_bagfile are Trigger.
 """
 import dataclasses
+import importlib
 import json
 
 import numpy as np
 
 from ..errors import ApexError
+
+
+def message_class(type_name: str):
+    """The message class of a ROS type name, 'package/Name' (an input's declared type) or
+    'package/msg/Name' (a bag's topic type): imported when asked, so a node loads only the
+    message packages its inputs use."""
+    parts = type_name.split('/')
+    if len(parts) == 3 and parts[1] == 'msg':
+        del parts[1]
+    if len(parts) != 2 or not all(parts):
+        raise ApexError(f"message type {type_name!r}: expected 'package/Name' or "
+                        "'package/msg/Name'")
+    package, name = parts
+    try:
+        return getattr(importlib.import_module(f'{package}.msg'), name)
+    except (ImportError, AttributeError) as e:
+        raise ApexError(f'message type {type_name!r}: not importable ({e})') from None
+
 
 # --- names ---------------------------------------------------------------------------------
 JOINT_STATES = '/joint_states'

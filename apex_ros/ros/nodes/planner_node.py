@@ -16,7 +16,6 @@ Relabeling (DAgger) is not a service of this node: the trainer runs its own plan
 same config and seed in-process, which gives the same labels.
 """
 import functools
-import importlib
 import os
 import sys
 import time
@@ -180,8 +179,7 @@ class PlannerNode(Node):
         for spec in specs:
             topics[spec.name] = self.declare_parameter(f'inputs.{spec.name}.topic',
                                                        spec.topic).value
-            package, _, type_name = spec.type.partition('/')
-            msg_type = getattr(importlib.import_module(f'{package}.msg'), type_name)
+            msg_type = protocol.message_class(spec.type)
             self.create_subscription(
                 msg_type, topics[spec.name], functools.partial(self.on_input, spec),
                 qos.INPUT_STREAM if spec.max_age > 0 else qos.INPUT_ONESHOT)

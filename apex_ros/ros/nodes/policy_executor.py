@@ -71,7 +71,6 @@ import collections
 import dataclasses
 import functools
 import gc
-import importlib
 import math
 import os
 import signal
@@ -342,8 +341,7 @@ class PolicyExecutor(Node):
 
     def _subscribe_inputs(self, policy):
         for spec in policy.bundle.inputs:
-            package, _, type_name = spec.type.partition('/')
-            msg_type = getattr(importlib.import_module(f'{package}.msg'), type_name)
+            msg_type = protocol.message_class(spec.type)
             profile = qos.INPUT_STREAM if spec.max_age > 0 else qos.INPUT_ONESHOT
             self._subs.append(self.control_node.create_subscription(
                 msg_type, policy.obs.topics[spec.name], functools.partial(self._on_input, spec),

@@ -14,7 +14,6 @@ max_bag_duration (s), flush_period (s: the most a hard kill can lose), depth (su
 queue), start_paused. Services ~/pause, ~/resume, ~/split_bagfile (std_srvs/Trigger).
 SIGINT/SIGTERM close the bag cleanly (metadata.yaml written, nothing truncated).
 """
-import importlib
 import sys
 import time
 
@@ -53,11 +52,6 @@ def default_topics(controller: str, sim: bool, bundle: str = '') -> list:
 
 def default_output() -> str:
     return time.strftime('rosbag2_%Y_%m_%d-%H_%M_%S')
-
-
-def message_class(type_name: str):
-    package, _, name = type_name.split('/')
-    return getattr(importlib.import_module(f'{package}.msg'), name)
 
 
 def _duration(d) -> dict:
@@ -149,7 +143,7 @@ class RecorderNode(Node):
         self.writer.warnings.clear()
         qos = subscription_qos(same, self.depth)
         self.subscribed[topic] = self.create_subscription(
-            message_class(type_name), topic, self._callback(topic), qos, raw=True)
+            protocol.message_class(type_name), topic, self._callback(topic), qos, raw=True)
         self.get_logger().info(f'recording {topic} ({type_name}, '
                                f'{qos.reliability.name.lower()}, {len(same)} publisher(s))')
 

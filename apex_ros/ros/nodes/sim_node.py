@@ -34,7 +34,6 @@ the episode return are published for monitoring. A command of the wrong length o
 non-finite values is rejected with a logged reason and nothing is applied.
 """
 import functools
-import importlib
 import sys
 
 import numpy as np
@@ -182,8 +181,7 @@ class SimNode(Node):
         inputs."""
         task, out = self.task, []
         for spec in check_inputs(list(task.inputs()), f'task {task.name}: inputs'):
-            package, _, type_name = spec.type.partition('/')
-            msg_type = getattr(importlib.import_module(f'{package}.msg'), type_name)
+            msg_type = protocol.message_class(spec.type)
             topic = self.declare_parameter(f'inputs.{spec.name}.topic', spec.topic).value
             values = Observation(task.model, spec.fills, task.layout, task.prepare).values
             out.append((spec, values, self.create_publisher(msg_type, topic, qos.INPUT_PUB)))
