@@ -2,7 +2,8 @@
 the learning curve in figures (expert and policy per iteration), the wall time per iteration
 and per rollout, and the policy against the paper's. With --snapshot, each run's
 metrics.jsonl and learning_curve.png are copied to experiments/paper_tasks/apex/<run>/ and the
-figures written to experiments/paper_tasks/apex/progress.json (runs/ is not committed).
+figures written to experiments/paper_tasks/apex/progress.json (a run directory keeps only the
+latest bundle in git, so the per-bundle figures are kept there).
 With --episodes N, every iteration's bundle (RUN/bundles/iter_NNN.onnx, the deployed ONNX
 policy) is also driven for N episodes on seeds EVAL_SEED + e (not the run's own evaluation
 seeds): a steadier curve than the run's own evaluation where that has 1 episode. For Door
@@ -12,7 +13,7 @@ run's expert and DAgger rollouts in the dataset (DAgger's driven by the policy t
 iteration's expert rollouts); with --snapshot those stages are also drawn to
 apex/<run>/stages.png beside the expert's pace.
 
-    python experiments/paper_tasks/apex_progress.py runs/door_b45 runs/humanoid_b45 \
+    python experiments/paper_tasks/apex_progress.py experiments/paper_tasks/runs/door_b45 \
         --episodes 5 --snapshot
 """
 import argparse
@@ -117,8 +118,14 @@ def bundle_episodes(task, path: Path, episodes: int) -> dict | None:
             'return_std': float(np.std(returns)), 'success_rate': success, **got}
 
 
-def progress(run_dir: Path, episodes: int = 0) -> dict:
+def progress(run_dir: Path, episodes: int = 0, known: dict | None = None) -> dict:
+    """The run's figures; with `episodes`, each iteration's bundle driven that many episodes,
+    or, where `known` (this run's entry in progress.json) holds that iteration's bundle figures
+    over as many episodes for the same expert and policy returns, those figures: a bundle is
+    driven once, and a run directory cloned without its bundles/ keeps its earlier figures."""
     ckpt = read_checkpoint(run_dir)
+    earlier = {(r['iteration'], r['expert_return'], r['policy_return']): r.get('bundle')
+               for r in (known or {}).get('iterations', [])}
     cfg = ckpt.config
     budget = cfg['planner']['budget']
     task = make_task(ckpt.task, cfg['task'].get('params'), cfg['task'].get('episode_steps'))
@@ -140,8 +147,16 @@ def progress(run_dir: Path, episodes: int = 0) -> dict:
                 rows[-1][f'{kind}_rollouts'] = {'episodes': len(made),
                                                 **rollout_stages(task, made)}
         if episodes:
-            rows[-1]['bundle'] = bundle_episodes(
-                task, run_dir / 'bundles' / f'iter_{m["iteration"]:03d}.onnx', episodes)
+            seen = earlier.get((m['iteration'], m['expert_return'], m['policy_return']))
+            path = run_dir / 'bundles' / f'iter_{m["iteration"]:03d}.onnx'
+            if seen and seen['episodes'] == episodes:
+                rows[-1]['bundle'] = seen
+            elif path.exists():
+                rows[-1]['bundle'] = bundle_episodes(task, path, episodes)
+            else:
+                print(f'{path}: missing, and no figures of it over {episodes} episodes in '
+                      f'{HERE / "apex" / "progress.json"}: iteration {m["iteration"]} is '
+                      'left without them', file=sys.stderr)
     key = (ckpt.task, budget)
     success = bool(rows) and rows[-1]['policy_success_rate'] is not None
     return {
@@ -256,9 +271,11 @@ def main():
                     help='also drive every iteration\'s bundle for this many episodes')
     args = ap.parse_args()
     out = HERE / 'apex'
+    path = out / 'progress.json'
+    known = json.loads(path.read_text()) if path.exists() else {}
     results = {}
     for run in args.runs:
-        p = progress(run, args.episodes)
+        p = progress(run, args.episodes, known.get(run.name))
         show(p)
         results[p['run']] = p
         if args.snapshot:
@@ -268,8 +285,6 @@ def main():
             if p['task'] in SERIES and p['iterations']:
                 plot_stages(p, out / p['run'] / 'stages.png')
     if args.snapshot:
-        path = out / 'progress.json'
-        known = json.loads(path.read_text()) if path.exists() else {}
         atomic_write_text(path, json.dumps({**known, **results}, indent=1) + '\n')
         print(f'-> {path}')
 
