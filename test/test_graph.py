@@ -148,14 +148,18 @@ def test_planner_publishes_its_plan_throttled(node, tmp_path, cartpole):
         assert rosutil.wait_for(lambda: plans.msgs, 30, spin=node)
         late = protocol.unpack_plan(plans.msgs[0].data, cartpole.model.nq, 2)
         assert late.step < 10
+        # drive for three plan periods: a shorter drive may rightly fall inside the period
+        # that began with the late plan, and see no fresh one
         t0 = time.monotonic()
-        start_step = 10
-        drive(40, start_step)
+        start_step = driven = 10
+        while time.monotonic() - t0 < 3 / 2.0:
+            drive(10, driven)
+            driven += 10
         elapsed = time.monotonic() - t0
-        rosutil.wait_for(lambda: False, 0.3, spin=node)   # the last plan in flight
+        assert rosutil.wait_for(lambda: len(plans.msgs) >= 2, 10, spin=node)
         fresh = [protocol.unpack_plan(m.data, cartpole.model.nq, 2) for m in plans.msgs[1:]]
-        assert 1 <= len(fresh) <= 2.0 * elapsed + 1, (len(fresh), elapsed)
-        assert len(fresh) < 40                              # throttled, not one per state
+        assert len(fresh) <= 2.0 * elapsed + 1, (len(fresh), elapsed)
+        assert len(fresh) < driven - start_step             # throttled, not one per state
         for plan in (late, fresh[0]):
             assert plan.qpos.shape == (9, cartpole.model.nq)
             np.testing.assert_array_equal(plan.qpos[0], cartpole.qpos(sent[plan.step]))
