@@ -385,6 +385,15 @@ def recording(node, executor, topic):
                                 node.get_subscriptions_info_by_topic(topic)), 20.0, executor)
 
 
+def flushed(bag_dir, count, executor):
+    """Whether the recorder's flushed chunks of `bag_dir` hold `count` messages (read as a
+    crashed bag is, while the recorder still writes)."""
+    def enough():
+        files = list(Path(bag_dir).glob('*.mcap'))
+        return bool(files) and sum(1 for _ in BagReader(bag_dir).messages()) >= count
+    return wait_for(enough, 20.0, executor)
+
+
 @pytest.mark.slow
 def test_recorder_stores_raw_bytes_and_offers_and_survives_a_hard_kill(ros_node, tmp_path):
     node, executor = ros_node
@@ -396,7 +405,8 @@ def test_recorder_stores_raw_bytes_and_offers_and_survives_a_hard_kill(ros_node,
         with open(tmp_path / 'rec1.log', 'wb') as log:
             rec = subprocess.Popen(
                 rosutil.executable('apex-ros', 'apex_ros.cli') +
-                ['record', protocol.JOINT_STATES, '-o', str(tmp_path / 'clean')],
+                ['record', protocol.JOINT_STATES, '-o', str(tmp_path / 'clean'),
+                 '--flush-period', '0.1'],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         procs.procs.append(rec)
         assert recording(node, executor, protocol.JOINT_STATES)
@@ -404,7 +414,7 @@ def test_recorder_stores_raw_bytes_and_offers_and_survives_a_hard_kill(ros_node,
         for msg in sent:
             js_pub.publish(msg)
             executor.spin_once(timeout_sec=0.002)
-        time.sleep(0.5)   # best effort on loopback: let the last ones arrive
+        assert flushed(tmp_path / 'clean', len(sent), executor)   # best effort: all arrived
         assert rosutil.stop_node(rec, signal.SIGTERM) == 0
         reader = BagReader(tmp_path / 'clean')
         assert reader.metadata is not None and not reader.report()
@@ -422,7 +432,7 @@ def test_recorder_stores_raw_bytes_and_offers_and_survives_a_hard_kill(ros_node,
         for i in range(100):
             js_pub.publish(JointState(name=['a'], position=[float(i)]))
             executor.spin_once(timeout_sec=0.005)
-        time.sleep(0.6)   # > flush_period: the recorder wrote its chunk out
+        assert flushed(tmp_path / 'killed', 90, executor)
         os.killpg(rec.pid, signal.SIGKILL)
         rec.wait()
         reader = BagReader(tmp_path / 'killed')

@@ -260,6 +260,17 @@ def wait_changed(tab, clip, before, timeout=15.0, at_least=0.002) -> float:
         time.sleep(0.2)
 
 
+def settled(tab, clip, timeout=15.0):
+    """Screenshots of `clip` once two in a row agree: the browser drew what it was sent."""
+    deadline, last = time.monotonic() + timeout, pixels(tab, clip)
+    while True:
+        time.sleep(0.2)
+        now = pixels(tab, clip)
+        if changed_fraction(now, last) == 0 or time.monotonic() > deadline:
+            return now
+        last = now
+
+
 @pytest.fixture
 def live_view(cartpole):
     """The viz node (in this process, spun in a thread) and a publisher node standing in for
@@ -332,8 +343,7 @@ def test_live_page_in_a_browser_moves_with_joint_states_and_updates_plots(
     show(-1.0, 0.0)
     assert wait_for(lambda: np.allclose(page.robot.poses()['cart'][0], [-1.0, 0, 1]), 10)
     tab.get_by_text('(/joint_states)').wait_for(timeout=10_000)
-    time.sleep(0.5)   # nothing to wait on: let the browser draw the pose before the reference
-    scene_before = pixels(tab, SCENE)
+    scene_before = settled(tab, SCENE)
     show(1.0, 2.5)
     assert wait_for(lambda: np.allclose(page.robot.poses()['cart'][0], [1.0, 0, 1]), 10)
     assert wait_changed(tab, SCENE, scene_before) >= 0.002, 'the scene did not move'
