@@ -357,9 +357,13 @@ def test_sim_node_publishes_inputs_takes_a_goal_and_serves_joint_states_faster(
                   for m in full.msgs[-5:]]
     assert np.diff(full_times) == pytest.approx([0.02] * 4)
     assert joints.wait(len(joints.msgs) + 12, spin=executor)
+    # Stamped in simulation time, one state every 4 ms. A loaded machine can lose a burst on
+    # loopback (the reliable writer keeps 10): a gap is then a whole number of periods.
     for received_msgs in (joints.msgs, goals.msgs, poses.msgs):
         stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in received_msgs]
-        assert np.diff(stamps[-11:]) == pytest.approx([0.004] * 10)
+        periods = np.diff(stamps) / 0.004
+        assert periods == pytest.approx(np.round(periods), abs=1e-6) and min(periods) > 0.5
+        assert np.mean(np.round(periods) == 1) >= 0.9, periods
 
     def send(x, frame):
         msg = fill_message(goal_tasks.GOAL_INPUT, PointStamped(), [x, -0.1, 0.0])
